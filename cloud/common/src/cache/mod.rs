@@ -1,0 +1,50 @@
+//! The cache port: short-lived shared state — cached lookups (device credentials, introspection
+//! answers), single-use tokens, and fixed-window counters for rate limits. Values are bytes with a
+//! time to live; everything here may vanish early (eviction, restart) and callers must treat a
+//! miss as "ask the source of truth". Adapters: [`memory`] (moka, for `edgewatch up`); Redis joins
+//! with the signing service. Checked by `testkit::conformance::cache`.
+
+pub mod memory;
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CacheError {
+    #[error("the cache is unavailable: {0}")]
+    Unavailable(String),
+    #[error("unsupported cache URL `{0}`: use memory://")]
+    UnsupportedUrl(String),
+}
+
+#[async_trait]
+pub trait Cache: Send + Sync + 'static {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError>;
+
+    /// Stores `value` for `ttl`, replacing any value and its expiry.
+    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), CacheError>;
+
+    /// Removes `key`; removing a missing key is not an error.
+    async fn delete(&self, key: &str) -> Result<(), CacheError>;
+
+    /// Gets and removes `key` in one step: of two concurrent takers at most one gets the value
+    /// (single-use tokens).
+    async fn take(&self, key: &str) -> Result<Option<Bytes>, CacheError>;
+
+    /// Adds one to the counter `key` and returns the new count. The first increment starts a
+    /// window of `window`; the counter disappears when it ends (fixed-window rate limiting).
+    async fn incr(&self, key: &str, window: Duration) -> Result<u64, CacheError>;
+
+    /// Whether the cache is reachable now (for `/readyz`).
+    async fn ping(&self) -> Result<(), CacheError>;
+}
+
+/// Picks the adapter by URL scheme.
+pub fn connect(url: &str) -> Result<Arc<dyn Cache>, CacheError> {
+    match url.split_once("://").map(|(scheme, _)| scheme) {
+        Some("memory") => Ok(Arc::new(memory::MemoryCache::new(memory::DEFAULT_MAX_ENTRIES))),
+        _ => Err(CacheError::UnsupportedUrl(url.chars().take(64).collect())),
+    }
+}
