@@ -15,7 +15,8 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    DeviceId, IdError, MetricName, NameError, Timestamp, TimestampError, metric::MAX_METRIC_NAME_LEN,
+    DeviceId, IdError, MetricName, NameError, Timestamp, TimestampError,
+    metric::MAX_METRIC_NAME_LEN,
 };
 
 /// The limits of API.md, in one place.
@@ -304,7 +305,8 @@ impl RawBatch {
 
 impl RawReading {
     fn validate(self, i: usize) -> Result<Reading, BatchError> {
-        let seq = Seq::new(self.seq).map_err(|e| BatchError::invalid(format!("readings[{i}].seq"), e))?;
+        let seq =
+            Seq::new(self.seq).map_err(|e| BatchError::invalid(format!("readings[{i}].seq"), e))?;
         let ts = Timestamp::parse(&self.ts)
             .map_err(|e| BatchError::invalid(format!("readings[{i}].ts"), e))?;
         let metrics = self
@@ -340,7 +342,8 @@ fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> BatchError 
     match inner.classify() {
         serde_json::error::Category::Data => {
             // A root that is not an object fails at `.` or `[0]`: blame the whole batch.
-            let field = if path == "." || path.starts_with('[') { "batch".to_owned() } else { path };
+            let field =
+                if path == "." || path.starts_with('[') { "batch".to_owned() } else { path };
             // serde_json appends " at line L column C"; the field path says more.
             let message = inner.to_string();
             let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
@@ -424,7 +427,8 @@ mod tests {
 
     #[test]
     fn names_the_field_of_each_problem() {
-        let (field, problem) = invalid_field(json!({"device_id": "nope", "readings": [reading(1)]}));
+        let (field, problem) =
+            invalid_field(json!({"device_id": "nope", "readings": [reading(1)]}));
         assert_eq!(field, "device_id");
         assert!(matches!(problem, Problem::BadId(_)));
 
@@ -439,7 +443,8 @@ mod tests {
 
         let mut r = reading(1);
         r["metrics"] = json!({"CPU Usage": 1.0});
-        let (field, problem) = invalid_field(json!({"device_id": DEVICE, "readings": [reading(0), r]}));
+        let (field, problem) =
+            invalid_field(json!({"device_id": DEVICE, "readings": [reading(0), r]}));
         assert_eq!(field, "readings[1].metrics");
         assert!(matches!(problem, Problem::BadName(NameError::BadChar { .. })));
 
@@ -496,7 +501,8 @@ mod tests {
         // And from Rust, where NaN is representable.
         let mut metrics = BTreeMap::new();
         metrics.insert(MetricName::parse("x").unwrap(), f64::NAN);
-        let r = Reading { seq: Seq::new(1).unwrap(), ts: Timestamp::now(), metrics, tags: Tags::new() };
+        let r =
+            Reading { seq: Seq::new(1).unwrap(), ts: Timestamp::now(), metrics, tags: Tags::new() };
         match Batch::new(DeviceId::new(), vec![r]) {
             Err(BatchError::Invalid { field, problem: Problem::NotFinite(v) }) => {
                 assert_eq!(field, "readings[0].metrics.x");
@@ -538,7 +544,13 @@ mod tests {
 
     #[test]
     fn malformed_json_is_a_400_class_error() {
-        for bad in [&b""[..], b"{", b"not json", b"{\"device_id\": }", b"{\"device_id\": \"x\", \"readings\": []} trailing"] {
+        for bad in [
+            &b""[..],
+            b"{",
+            b"not json",
+            b"{\"device_id\": }",
+            b"{\"device_id\": \"x\", \"readings\": []} trailing",
+        ] {
             match Batch::from_json(bad) {
                 Err(e @ BatchError::Malformed { .. }) => assert_eq!(e.code(), "malformed_json"),
                 other => panic!("{:?}: {other:?}", String::from_utf8_lossy(bad)),
@@ -560,6 +572,8 @@ mod tests {
         // Deserialize (used by the bus consumer) applies the same rules.
         let back: Batch = serde_json::from_value(value).unwrap();
         assert_eq!(back, batch);
-        assert!(serde_json::from_value::<Batch>(json!({"device_id": DEVICE, "readings": []})).is_err());
+        assert!(
+            serde_json::from_value::<Batch>(json!({"device_id": DEVICE, "readings": []})).is_err()
+        );
     }
 }

@@ -101,7 +101,9 @@ mod tests {
 
     #[test]
     fn accepts_the_documented_names() {
-        for ok in ["cpu.usage_pct", "cpu.core3.usage_pct", "load.1m", "sensor.greenhouse.temp_c", "a"] {
+        for ok in
+            ["cpu.usage_pct", "cpu.core3.usage_pct", "load.1m", "sensor.greenhouse.temp_c", "a"]
+        {
             assert!(MetricName::parse(ok).is_ok(), "{ok}");
         }
         assert!(MetricName::parse("x".repeat(128)).is_ok());
@@ -112,7 +114,10 @@ mod tests {
         assert_eq!(MetricName::parse(""), Err(NameError::Empty));
         assert_eq!(MetricName::parse("x".repeat(129)), Err(NameError::TooLong(129)));
         assert!(matches!(MetricName::parse("CPU"), Err(NameError::BadChar { found: 'C', .. })));
-        assert!(matches!(MetricName::parse("cpu usage"), Err(NameError::BadChar { found: ' ', .. })));
+        assert!(matches!(
+            MetricName::parse("cpu usage"),
+            Err(NameError::BadChar { found: ' ', .. })
+        ));
         assert!(matches!(MetricName::parse("temp°c"), Err(NameError::BadChar { found: '°', .. })));
     }
 

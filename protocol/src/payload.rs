@@ -81,7 +81,9 @@ mod tests {
 
     #[test]
     fn bad_sensor_values_are_typed_errors() {
-        for bad in [&b""[..], b"warm", b"{\"v\": 1}", b"[1]", b"NaN", b"{\"value\": \"1\"}", b"1e999"] {
+        for bad in
+            [&b""[..], b"warm", b"{\"v\": 1}", b"[1]", b"NaN", b"{\"value\": \"1\"}", b"1e999"]
+        {
             assert!(SensorValue::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }
@@ -98,6 +100,8 @@ mod tests {
         let config: ConfigMessage =
             serde_json::from_value(json!({"version": 3, "config": {"interval_s": 5}})).unwrap();
         assert_eq!(config.version, 3);
-        assert!(serde_json::from_value::<ConfigMessage>(json!({"version": 3, "config": [1]})).is_err());
+        assert!(
+            serde_json::from_value::<ConfigMessage>(json!({"version": 3, "config": [1]})).is_err()
+        );
     }
 }

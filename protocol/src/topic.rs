@@ -27,7 +27,9 @@ pub enum Topic {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopicError {
-    #[error("`{0}` is not an edgewatch topic (expected edgewatch/v1/devices/{{id}}/telemetry|status|config or sensors/{{sensor_id}}/{{metric}})")]
+    #[error(
+        "`{0}` is not an edgewatch topic (expected edgewatch/v1/devices/{{id}}/telemetry|status|config or sensors/{{sensor_id}}/{{metric}})"
+    )]
     Unknown(String),
     #[error("`{0}` names a device id that is not a UUID")]
     BadDeviceId(String),
@@ -117,7 +119,10 @@ mod tests {
             assert_eq!(topic.device_id(), Some(id));
             assert!(topic.to_string().starts_with(&Topic::device_prefix(id)));
         }
-        assert_eq!(Topic::Telemetry(id).to_string(), format!("edgewatch/v1/devices/{id}/telemetry"));
+        assert_eq!(
+            Topic::Telemetry(id).to_string(),
+            format!("edgewatch/v1/devices/{id}/telemetry")
+        );
     }
 
     #[test]

@@ -83,6 +83,7 @@ pub enum LogFormat {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure signature, not ours
 mod tests {
     use std::io::Write;
 

@@ -24,7 +24,13 @@ pub fn init_tracing(config: &LogConfig) {
     let registry = tracing_subscriber::registry().with(filter);
     let result = if json {
         registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
             .try_init()
     } else {
         registry.with(fmt::layer()).try_init()

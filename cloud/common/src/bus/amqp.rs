@@ -22,9 +22,9 @@ use futures_util::{StreamExt, future::BoxFuture};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
     options::{
-        BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-        BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-        QueueDeclareOptions,
+        BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions,
+        BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+        QueueBindOptions, QueueDeclareOptions,
     },
     types::{AMQPValue, FieldTable, LongString, ShortString},
 };
@@ -32,7 +32,8 @@ use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Acker, Bus, BusError, Delivery, Message, Settle, Source, Subscription, Topology, dead_letter_queue,
+    Acker, Bus, BusError, Delivery, Message, Settle, Source, Subscription, Topology,
+    dead_letter_queue,
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -137,10 +138,13 @@ impl Inner {
 
     async fn open(&self) -> Result<Live, BusError> {
         let properties = ConnectionProperties::default().with_connection_name("edgewatch".into());
-        let connection = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.url, properties))
-            .await
-            .map_err(|_| BusError::Unavailable(format!("no answer within {CONNECT_TIMEOUT:?}")))?
-            .map_err(unavailable)?;
+        let connection =
+            tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.url, properties))
+                .await
+                .map_err(|_| {
+                    BusError::Unavailable(format!("no answer within {CONNECT_TIMEOUT:?}"))
+                })?
+                .map_err(unavailable)?;
         let publisher = connection.create_channel().await.map_err(unavailable)?;
         declare(&publisher, &self.topology).await.map_err(unavailable)?;
         publisher.confirm_select(ConfirmSelectOptions::default()).await.map_err(unavailable)?;
@@ -149,7 +153,8 @@ impl Inner {
 
     async fn forget(&self, broken: &Live) {
         let mut state = self.state.lock().await;
-        if state.live.as_ref().is_some_and(|live| Arc::ptr_eq(&live.connection, &broken.connection)) {
+        if state.live.as_ref().is_some_and(|live| Arc::ptr_eq(&live.connection, &broken.connection))
+        {
             state.live = None;
         }
     }
@@ -177,10 +182,20 @@ fn durable_queue() -> QueueDeclareOptions {
 /// Declares exchanges, queues, dead-letter queues and bindings; idempotent.
 async fn declare(channel: &Channel, topology: &Topology) -> lapin::Result<()> {
     channel
-        .exchange_declare(EXCHANGE.into(), ExchangeKind::Topic, durable_exchange(), FieldTable::default())
+        .exchange_declare(
+            EXCHANGE.into(),
+            ExchangeKind::Topic,
+            durable_exchange(),
+            FieldTable::default(),
+        )
         .await?;
     channel
-        .exchange_declare(DLX_EXCHANGE.into(), ExchangeKind::Direct, durable_exchange(), FieldTable::default())
+        .exchange_declare(
+            DLX_EXCHANGE.into(),
+            ExchangeKind::Direct,
+            durable_exchange(),
+            FieldTable::default(),
+        )
         .await?;
     for queue in &topology.queues {
         let dead = dead_letter_queue(&queue.name);
@@ -252,7 +267,9 @@ impl Bus for AmqpBus {
             }
             Err(_) => {
                 self.inner.forget(&live).await;
-                return Err(BusError::Unavailable(format!("no confirm within {CONFIRM_TIMEOUT:?}")));
+                return Err(BusError::Unavailable(format!(
+                    "no confirm within {CONFIRM_TIMEOUT:?}"
+                )));
             }
         };
         match confirmation {
@@ -285,7 +302,13 @@ impl Bus for AmqpBus {
 
 /// Consumes `queue` into `tx` for as long as someone listens, re-consuming after every
 /// connection loss.
-async fn pump(inner: Arc<Inner>, queue: String, prefetch: u16, tx: mpsc::Sender<Delivery>, stop: CancellationToken) {
+async fn pump(
+    inner: Arc<Inner>,
+    queue: String,
+    prefetch: u16,
+    tx: mpsc::Sender<Delivery>,
+    stop: CancellationToken,
+) {
     let mut failures = 0u32;
     loop {
         if let Err(err) = consume(&inner, &queue, prefetch, &tx, &stop, &mut failures).await {
@@ -316,7 +339,12 @@ async fn consume(
         channel.basic_qos(prefetch, BasicQosOptions::default()).await.map_err(unavailable)?;
         let tag = format!("edgewatch-{}", uuid::Uuid::new_v4());
         let mut consumer = channel
-            .basic_consume(queue.into(), tag.into(), BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                queue.into(),
+                tag.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await
             .map_err(unavailable)?;
         *failures = 0;
@@ -336,7 +364,8 @@ async fn consume(
                 request_id: header(&delivery.properties, "x-request-id"),
                 body: delivery.data.into(),
             };
-            let delivery = Delivery::new(message, delivery.redelivered, Box::new(AmqpAcker(delivery.acker)));
+            let delivery =
+                Delivery::new(message, delivery.redelivered, Box::new(AmqpAcker(delivery.acker)));
             if tx.send(delivery).await.is_err() {
                 return Ok(()); // the subscription is gone
             }
@@ -361,7 +390,9 @@ impl Acker for AmqpAcker {
         Box::pin(async move {
             let done = match how {
                 Settle::Ack => self.0.ack(BasicAckOptions::default()).await,
-                Settle::Retry => self.0.nack(BasicNackOptions { requeue: true, ..Default::default() }).await,
+                Settle::Retry => {
+                    self.0.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
+                }
                 Settle::DeadLetter => self.0.reject(BasicRejectOptions { requeue: false }).await,
             };
             match done {

@@ -145,7 +145,8 @@ impl Bus for MemoryBus {
             return Err(BusError::Unroutable(message.routing_key));
         }
         if let Some(full) = targets.iter().find(|q| q.is_full()) {
-            metrics::counter!("edgewatch_bus_rejected_total", "reason" => "queue_full").increment(1);
+            metrics::counter!("edgewatch_bus_rejected_total", "reason" => "queue_full")
+                .increment(1);
             return Err(BusError::Full { queue: full.name.clone(), capacity: full.capacity });
         }
         for queue in targets {
@@ -155,7 +156,8 @@ impl Bus for MemoryBus {
     }
 
     async fn subscribe(&self, queue: &str, prefetch: u16) -> Result<Subscription, BusError> {
-        let queue = self.queues.get(queue).ok_or_else(|| BusError::UnknownQueue(queue.to_owned()))?;
+        let queue =
+            self.queues.get(queue).ok_or_else(|| BusError::UnknownQueue(queue.to_owned()))?;
         Ok(Subscription::new(MemorySource {
             queue: Arc::clone(queue),
             consumer: self.next_consumer.fetch_add(1, Ordering::Relaxed),
@@ -196,7 +198,11 @@ impl Source for MemorySource {
                         tag,
                         in_flight: Arc::clone(&self.in_flight),
                     };
-                    return Some(Delivery::new(envelope.message, envelope.redelivered, Box::new(acker)));
+                    return Some(Delivery::new(
+                        envelope.message,
+                        envelope.redelivered,
+                        Box::new(acker),
+                    ));
                 }
             }
             notified.await;
@@ -244,7 +250,9 @@ impl Acker for MemoryAcker {
                 match &self.queue.dead {
                     Some(dead) => dead.push(envelope.message),
                     // Poison in a dead-letter queue itself: acking it is the only way forward.
-                    None => tracing::warn!(queue = %self.queue.name, "Dropped a dead letter's dead letter"),
+                    None => {
+                        tracing::warn!(queue = %self.queue.name, "Dropped a dead letter's dead letter")
+                    }
                 }
                 self.queue.notify.notify_waiters();
             }

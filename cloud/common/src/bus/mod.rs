@@ -41,7 +41,12 @@ pub struct Message {
 
 impl Message {
     pub fn new(routing_key: impl fmt::Display, body: impl Into<Bytes>) -> Self {
-        Self { routing_key: routing_key.to_string(), body: body.into(), message_id: None, request_id: None }
+        Self {
+            routing_key: routing_key.to_string(),
+            body: body.into(),
+            message_id: None,
+            request_id: None,
+        }
     }
 
     /// A telemetry batch on `telemetry.<device_id>`.

@@ -24,6 +24,16 @@ enum Value {
     Counter(u64),
 }
 
+impl Value {
+    /// Counters read back as their decimal text, as Redis does.
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Value::Bytes(bytes) => bytes,
+            Value::Counter(n) => Bytes::from(n.to_string()),
+        }
+    }
+}
+
 struct UntilDeadline;
 
 impl Expiry<String, Entry> for UntilDeadline {
@@ -31,7 +41,13 @@ impl Expiry<String, Entry> for UntilDeadline {
         Some(entry.expires_at.saturating_duration_since(now))
     }
 
-    fn expire_after_update(&self, _: &String, entry: &Entry, now: Instant, _: Option<Duration>) -> Option<Duration> {
+    fn expire_after_update(
+        &self,
+        _: &String,
+        entry: &Entry,
+        now: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
         Some(entry.expires_at.saturating_duration_since(now))
     }
 }
@@ -43,7 +59,9 @@ pub struct MemoryCache {
 
 impl MemoryCache {
     pub fn new(max_entries: u64) -> Self {
-        Self { entries: Moka::builder().max_capacity(max_entries).expire_after(UntilDeadline).build() }
+        Self {
+            entries: Moka::builder().max_capacity(max_entries).expire_after(UntilDeadline).build(),
+        }
     }
 
     async fn live(&self, key: &str) -> Option<Entry> {
@@ -54,10 +72,7 @@ impl MemoryCache {
 #[async_trait]
 impl Cache for MemoryCache {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError> {
-        Ok(self.live(key).await.and_then(|entry| match entry.value {
-            Value::Bytes(bytes) => Some(bytes),
-            Value::Counter(n) => Some(Bytes::from(n.to_string())),
-        }))
+        Ok(self.live(key).await.map(|entry| entry.value.into_bytes()))
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), CacheError> {
@@ -74,10 +89,12 @@ impl Cache for MemoryCache {
     async fn take(&self, key: &str) -> Result<Option<Bytes>, CacheError> {
         // `remove` is atomic per key: concurrent takers see the entry at most once.
         let now = Instant::now();
-        Ok(self.entries.remove(key).await.filter(|e| e.expires_at > now).and_then(|e| match e.value {
-            Value::Bytes(bytes) => Some(bytes),
-            Value::Counter(n) => Some(Bytes::from(n.to_string())),
-        }))
+        Ok(self
+            .entries
+            .remove(key)
+            .await
+            .filter(|e| e.expires_at > now)
+            .map(|e| e.value.into_bytes()))
     }
 
     async fn incr(&self, key: &str, window: Duration) -> Result<u64, CacheError> {

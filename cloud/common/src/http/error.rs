@@ -41,7 +41,11 @@ struct Inner<'a> {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             code: code.into(),
@@ -155,8 +159,9 @@ impl IntoResponse for ApiError {
                 "Request failed"
             );
         }
-        let body =
-            Body { error: Inner { code: &self.code, message: &self.message, fields: &self.fields } };
+        let body = Body {
+            error: Inner { code: &self.code, message: &self.message, fields: &self.fields },
+        };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after_s {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -196,7 +201,9 @@ impl From<JsonRejection> for ApiError {
                     _ => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", detail),
                 }
             }
-            JsonRejection::JsonSyntaxError(e) => Self::malformed(format!("malformed JSON: {}", e.body_text())),
+            JsonRejection::JsonSyntaxError(e) => {
+                Self::malformed(format!("malformed JSON: {}", e.body_text()))
+            }
             JsonRejection::MissingJsonContentType(_) => Self::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",

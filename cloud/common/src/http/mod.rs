@@ -31,7 +31,12 @@ use crate::shutdown::Shutdown;
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Wraps `api` with the shared layers and operational routes of one service.
-pub fn service_router(service: &'static str, api: Router, readiness: Readiness, body_limit: usize) -> Router {
+pub fn service_router(
+    service: &'static str,
+    api: Router,
+    readiness: Readiness,
+    body_limit: usize,
+) -> Router {
     // Install the recorder before the first request, so no early measurement is lost.
     crate::observability::prometheus();
     let operational = Router::new()
@@ -51,7 +56,11 @@ pub fn service_router(service: &'static str, api: Router, readiness: Readiness, 
 }
 
 /// Serves `router` on `listener` until `shutdown` fires, then finishes in-flight requests.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
     axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
@@ -91,7 +100,8 @@ async fn observe(State(service): State<&'static str>, req: Request, next: Next) 
         ("status", status.to_string()),
     ];
     metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels[..3]).record(elapsed.as_secs_f64());
+    metrics::histogram!("http_request_duration_seconds", &labels[..3])
+        .record(elapsed.as_secs_f64());
     span.in_scope(|| {
         tracing::debug!(status, elapsed_ms = elapsed.as_secs_f64() * 1000.0, "Request served");
     });
@@ -114,5 +124,9 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
 }

@@ -8,7 +8,8 @@ use axum::{extract::State, response::IntoResponse};
 
 use super::ApiError;
 
-type CheckFn = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+type CheckFn =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// The named dependency checks of one service.
 #[derive(Clone, Default)]
@@ -54,7 +55,9 @@ impl Readiness {
     }
 }
 
-pub(super) async fn readyz(State(readiness): State<Readiness>) -> Result<impl IntoResponse, ApiError> {
+pub(super) async fn readyz(
+    State(readiness): State<Readiness>,
+) -> Result<impl IntoResponse, ApiError> {
     let failures = readiness.failures().await;
     if failures.is_empty() {
         let names: Vec<_> = readiness.checks.iter().map(|(name, _)| *name).collect();

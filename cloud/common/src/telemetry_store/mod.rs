@@ -212,12 +212,22 @@ pub trait TelemetryStore: Send + Sync + 'static {
     async fn metrics(&self, device: DeviceId) -> Result<Vec<MetricSpan>, StoreError>;
 
     /// Raw points in `range`, oldest first, at most `limit`.
-    async fn raw(&self, device: DeviceId, metric: &MetricName, range: TimeRange, limit: usize)
-        -> Result<Vec<Point>, StoreError>;
+    async fn raw(
+        &self,
+        device: DeviceId,
+        metric: &MetricName,
+        range: TimeRange,
+        limit: usize,
+    ) -> Result<Vec<Point>, StoreError>;
 
     /// Rollup buckets of `tier` whose start is in `range`, oldest first.
-    async fn rollups(&self, device: DeviceId, metric: &MetricName, tier: Tier, range: TimeRange)
-        -> Result<Vec<Bucket>, StoreError>;
+    async fn rollups(
+        &self,
+        device: DeviceId,
+        metric: &MetricName,
+        tier: Tier,
+        range: TimeRange,
+    ) -> Result<Vec<Bucket>, StoreError>;
 
     /// Deletes what is older than `before`; returns how many rows went.
     async fn purge(&self, what: Purge, before: Timestamp) -> Result<u64, StoreError>;
@@ -245,7 +255,9 @@ pub async fn aggregate(
     agg: Agg,
 ) -> Result<Vec<Point>, StoreError> {
     if step_ms < 1_000 {
-        return Err(StoreError::InvalidRange(format!("step must be at least 1s, got {step_ms} ms")));
+        return Err(StoreError::InvalidRange(format!(
+            "step must be at least 1s, got {step_ms} ms"
+        )));
     }
     let range = range.widen(step_ms);
     let tier = Tier::ALL.into_iter().rev().find(|tier| step_ms % tier.width_ms() == 0);
@@ -316,7 +328,8 @@ mod tests {
 
     #[test]
     fn regroups_and_reduces() {
-        let parts = [Bucket::of(ts(0), 1.0), Bucket::of(ts(30_000), 3.0), Bucket::of(ts(60_000), 5.0)];
+        let parts =
+            [Bucket::of(ts(0), 1.0), Bucket::of(ts(30_000), 3.0), Bucket::of(ts(60_000), 5.0)];
         let buckets = regroup(&parts, MINUTE_MS);
         assert_eq!(buckets.len(), 2);
         assert_eq!(Agg::Avg.apply(&buckets[0]), 2.0);

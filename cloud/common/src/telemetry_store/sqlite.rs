@@ -7,7 +7,11 @@
 //! trips would cap the store far below the consumer's rate. Writes are serialized in-process
 //! (SQLite has one writer anyway); reads run concurrently thanks to WAL.
 
-use std::{collections::{BTreeMap, HashSet}, str::FromStr, time::Duration};
+use std::{
+    collections::{BTreeMap, HashSet},
+    str::FromStr,
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use edgewatch_protocol::{Batch, DeviceId, MetricName, Reading, Seq, Timestamp};
@@ -57,10 +61,9 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(unavailable)?;
-        sqlx::migrate!("./migrations/telemetry-sqlite")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot migrate the telemetry database: {e}")))?;
+        sqlx::migrate!("./migrations/telemetry-sqlite").run(&pool).await.map_err(|e| {
+            StoreError::Unavailable(format!("cannot migrate the telemetry database: {e}"))
+        })?;
         Ok(Self { pool, writer: Mutex::new(()) })
     }
 
@@ -71,9 +74,12 @@ impl SqliteStore {
         let device = batch.device_id().to_string();
         let mut new_seqs = HashSet::new();
         for chunk in batch.readings().chunks(CHUNK) {
-            let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO readings (device_id, seq, ts) ");
+            let mut insert =
+                QueryBuilder::<Sqlite>::new("INSERT INTO readings (device_id, seq, ts) ");
             insert.push_values(chunk, |mut row, reading| {
-                row.push_bind(&device).push_bind(reading.seq.get() as i64).push_bind(reading.ts.as_millis());
+                row.push_bind(&device)
+                    .push_bind(reading.seq.get() as i64)
+                    .push_bind(reading.ts.as_millis());
             });
             insert.push(" ON CONFLICT DO NOTHING RETURNING seq");
             let rows = insert.build().fetch_all(&mut **tx).await.map_err(unavailable)?;
@@ -92,8 +98,9 @@ impl SqliteStore {
             .flat_map(|r| r.metrics.iter().map(move |(name, value)| (*r, name, *value)))
             .collect();
         for chunk in points.chunks(CHUNK) {
-            let mut insert =
-                QueryBuilder::<Sqlite>::new("INSERT INTO points (device_id, metric, ts, seq, value) ");
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO points (device_id, metric, ts, seq, value) ",
+            );
             insert.push_values(chunk, |mut row, (reading, name, value)| {
                 row.push_bind(&device)
                     .push_bind(name.as_str())
@@ -131,12 +138,16 @@ impl SqliteStore {
         let mut spans: BTreeMap<&MetricName, (i64, i64)> = BTreeMap::new();
         for (reading, name, _) in &points {
             let ts = reading.ts.as_millis();
-            spans.entry(name).and_modify(|(lo, hi)| (*lo, *hi) = ((*lo).min(ts), (*hi).max(ts))).or_insert((ts, ts));
+            spans
+                .entry(name)
+                .and_modify(|(lo, hi)| (*lo, *hi) = ((*lo).min(ts), (*hi).max(ts)))
+                .or_insert((ts, ts));
         }
         let spans: Vec<_> = spans.into_iter().collect();
         for chunk in spans.chunks(CHUNK) {
-            let mut upsert =
-                QueryBuilder::<Sqlite>::new("INSERT INTO catalogue (device_id, metric, first_ts, last_ts) ");
+            let mut upsert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO catalogue (device_id, metric, first_ts, last_ts) ",
+            );
             upsert.push_values(chunk, |mut row, (name, (first, last))| {
                 row.push_bind(&device).push_bind(name.as_str()).push_bind(*first).push_bind(*last);
             });
@@ -199,7 +210,8 @@ impl TelemetryStore for SqliteStore {
                 .ok()
                 .and_then(|s| Seq::new(s).ok())
                 .ok_or_else(|| StoreError::Corrupt(format!("seq {seq}")))?,
-            metrics: serde_json::from_str(&metrics).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            metrics: serde_json::from_str(&metrics)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
         }))
     }
 
@@ -275,7 +287,8 @@ impl TelemetryStore for SqliteStore {
                 let count: i64 = row.try_get(1).map_err(unavailable)?;
                 Ok(Bucket {
                     start: timestamp(row.try_get(0).map_err(unavailable)?)?,
-                    count: u64::try_from(count).map_err(|_| StoreError::Corrupt(format!("count {count}")))?,
+                    count: u64::try_from(count)
+                        .map_err(|_| StoreError::Corrupt(format!("count {count}")))?,
                     sum: row.try_get(2).map_err(unavailable)?,
                     min: row.try_get(3).map_err(unavailable)?,
                     max: row.try_get(4).map_err(unavailable)?,

@@ -37,9 +37,10 @@ impl Rabbit {
         let put = |path: String, body: serde_json::Value| {
             admin.put(format!("{base}{path}")).basic_auth(&user, Some(&password)).json(&body).send()
         };
-        let created = put(format!("/api/vhosts/{vhost}"), serde_json::json!({}))
-            .await
-            .unwrap_or_else(|e| panic!("cannot reach the RabbitMQ admin API at {base}: {e}; {HOW}"));
+        let created =
+            put(format!("/api/vhosts/{vhost}"), serde_json::json!({})).await.unwrap_or_else(|e| {
+                panic!("cannot reach the RabbitMQ admin API at {base}: {e}; {HOW}")
+            });
         assert!(created.status().is_success(), "creating vhost {vhost}: {}", created.status());
         let granted = put(
             format!("/api/permissions/{vhost}/{user}"),
@@ -67,9 +68,12 @@ fn split_credentials(url: &str) -> (String, String, String) {
 
 /// An AMQP URL for a fresh vhost on the shared test broker.
 pub async fn amqp_vhost() -> String {
-    Rabbit { amqp: require("EDGEWATCH_TEST_AMQP_URL"), admin: require("EDGEWATCH_TEST_AMQP_ADMIN_URL") }
-        .fresh_vhost()
-        .await
+    Rabbit {
+        amqp: require("EDGEWATCH_TEST_AMQP_URL"),
+        admin: require("EDGEWATCH_TEST_AMQP_ADMIN_URL"),
+    }
+    .fresh_vhost()
+    .await
 }
 
 /// A broker that a test may restart: an AMQP URL for a fresh vhost on it, and the command that

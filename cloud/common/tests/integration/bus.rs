@@ -11,15 +11,18 @@ use edgewatch_common::{
 
 #[tokio::test]
 async fn memory_bus_conformance() {
-    conformance::bus::run(|topology| async move { Arc::new(MemoryBus::new(topology, 1_000)) as Arc<dyn Bus> })
-        .await;
+    conformance::bus::run(|topology| async move {
+        Arc::new(MemoryBus::new(topology, 1_000)) as Arc<dyn Bus>
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn amqp_bus_conformance() {
     conformance::bus::run(|topology| async move {
         let url = services::amqp_vhost().await;
-        Arc::new(AmqpBus::connect(&url, topology).await.expect("connect to RabbitMQ")) as Arc<dyn Bus>
+        Arc::new(AmqpBus::connect(&url, topology).await.expect("connect to RabbitMQ"))
+            as Arc<dyn Bus>
     })
     .await;
 }
@@ -42,10 +45,16 @@ async fn memory_bus_refuses_publishes_when_a_queue_is_full() {
 async fn amqp_bus_reports_an_unreachable_broker() {
     // A port nothing listens on: connect fails with Unavailable, a lazy bus fails its ping.
     let url = "amqp://guest:guest@127.0.0.1:9/%2f";
-    assert!(matches!(AmqpBus::connect(url, Topology::standard()).await, Err(BusError::Unavailable(_))));
+    assert!(matches!(
+        AmqpBus::connect(url, Topology::standard()).await,
+        Err(BusError::Unavailable(_))
+    ));
     let lazy = AmqpBus::lazy(url, Topology::standard());
     assert!(lazy.ping().await.is_err());
-    assert!(matches!(lazy.publish(Message::new("telemetry.x", "{}")).await, Err(BusError::Unavailable(_))));
+    assert!(matches!(
+        lazy.publish(Message::new("telemetry.x", "{}")).await,
+        Err(BusError::Unavailable(_))
+    ));
 }
 
 /// Publishes a steady stream with confirms while the real RabbitMQ server is stopped and
@@ -65,7 +74,9 @@ async fn amqp_bus_loses_nothing_across_a_broker_restart() {
         tokio::spawn(async move {
             let mut sub = bus.subscribe("restart.events", 100).await.expect("subscribe");
             while let Some(delivery) = sub.next().await {
-                seen.lock().unwrap().insert(delivery.message.message_id.clone().unwrap_or_default());
+                seen.lock()
+                    .unwrap()
+                    .insert(delivery.message.message_id.clone().unwrap_or_default());
                 *deliveries.lock().unwrap() += 1;
                 // An ack on a channel the restart killed fails; the broker redelivers instead.
                 let _ = delivery.ack().await;
@@ -80,7 +91,10 @@ async fn amqp_bus_loses_nothing_across_a_broker_restart() {
         if i == 150 {
             let restart = restart.clone();
             restarting = Some(tokio::spawn(async move {
-                tokio::process::Command::new(&restart).status().await.expect("run the restart command")
+                tokio::process::Command::new(&restart)
+                    .status()
+                    .await
+                    .expect("run the restart command")
             }));
         }
         let mut message = Message::new("telemetry.dev", format!("{{\"n\":{i}}}"));
@@ -108,5 +122,7 @@ async fn amqp_bus_loses_nothing_across_a_broker_restart() {
     }
     consumer.abort();
     let delivered = *deliveries.lock().unwrap();
-    eprintln!("restart test: {failures} refused publishes, {delivered} deliveries for {COUNT} messages");
+    eprintln!(
+        "restart test: {failures} refused publishes, {delivered} deliveries for {COUNT} messages"
+    );
 }

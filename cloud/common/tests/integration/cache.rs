@@ -7,7 +7,8 @@ use edgewatch_common::{
 
 #[tokio::test]
 async fn memory_cache_conformance() {
-    conformance::cache::run(|| async { Arc::new(MemoryCache::new(10_000)) as Arc<dyn Cache> }).await;
+    conformance::cache::run(|| async { Arc::new(MemoryCache::new(10_000)) as Arc<dyn Cache> })
+        .await;
 }
 
 #[tokio::test]

@@ -87,7 +87,8 @@ async fn health_metrics_and_request_ids() {
         .unwrap();
     assert_eq!(echoed.headers()["x-request-id"], "client-chosen-42");
 
-    let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    let metrics =
+        app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("http_requests_total"), "{metrics}");
     assert!(metrics.contains(r#"route="/healthz""#), "{metrics}");
     app.shutdown.cancel();
@@ -121,7 +122,11 @@ async fn every_bad_request_gets_the_contract_error_body() {
     assert_eq!(status, 405);
 
     let send = |body: &'static str| {
-        app.client.post(url("/api/v1/register")).header("content-type", "application/json").body(body).send()
+        app.client
+            .post(url("/api/v1/register"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
     };
     let (status, _) = error_of(send("{not json").await.unwrap()).await;
     assert_eq!(status, 400);
@@ -131,7 +136,8 @@ async fn every_bad_request_gets_the_contract_error_body() {
     let (status, _) = error_of(send(r#"{"email": "a@b.c"}"#).await.unwrap()).await;
     assert_eq!(status, 422);
 
-    let (status, _) = error_of(app.client.post(url("/api/v1/register")).body("{}").send().await.unwrap()).await;
+    let (status, _) =
+        error_of(app.client.post(url("/api/v1/register")).body("{}").send().await.unwrap()).await;
     assert_eq!(status, 415);
 
     let huge = format!(r#"{{"email": "{}", "age": 1}}"#, "a".repeat(100 * 1024));
@@ -149,7 +155,8 @@ async fn every_bad_request_gets_the_contract_error_body() {
     // A batch names its bad field; the status follows the contract.
     let bad = json!({"device_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
                      "readings": [{"seq": 1, "ts": "2026-11-26T20:00:00Z", "metrics": {"x": "high"}}]});
-    let (status, body) = error_of(app.client.post(url("/api/v1/ingest")).json(&bad).send().await.unwrap()).await;
+    let (status, body) =
+        error_of(app.client.post(url("/api/v1/ingest")).json(&bad).send().await.unwrap()).await;
     assert_eq!(status, 422);
     assert!(body["error"]["fields"]["readings[0].metrics.x"].is_string(), "{body}");
 

@@ -122,24 +122,29 @@ where
     })
     .await;
 
-    case(suite, "a poison message goes to the dead-letter queue and does not block others", async {
-        let bus = make(topology()).await;
-        let poison = Message::new("telemetry.bad", "not json");
-        bus.publish(poison.clone()).await.expect("publish");
-        bus.publish(message(7)).await.expect("publish");
-        let mut sub = bus.subscribe(QUEUE, 10).await.expect("subscribe");
-        let first = next(&mut sub).await;
-        assert_eq!(first.message, poison);
-        first.dead_letter().await.expect("dead letter");
-        let second = next(&mut sub).await;
-        assert_eq!(second.message, message(7));
-        second.ack().await.expect("ack");
-        nothing_within(&mut sub, QUIET).await;
-        let mut dead = bus.subscribe(&dead_letter_queue(QUEUE), 10).await.expect("subscribe dead");
-        let buried = next(&mut dead).await;
-        assert_eq!(buried.message.body, poison.body);
-        buried.ack().await.expect("ack");
-    })
+    case(
+        suite,
+        "a poison message goes to the dead-letter queue and does not block others",
+        async {
+            let bus = make(topology()).await;
+            let poison = Message::new("telemetry.bad", "not json");
+            bus.publish(poison.clone()).await.expect("publish");
+            bus.publish(message(7)).await.expect("publish");
+            let mut sub = bus.subscribe(QUEUE, 10).await.expect("subscribe");
+            let first = next(&mut sub).await;
+            assert_eq!(first.message, poison);
+            first.dead_letter().await.expect("dead letter");
+            let second = next(&mut sub).await;
+            assert_eq!(second.message, message(7));
+            second.ack().await.expect("ack");
+            nothing_within(&mut sub, QUIET).await;
+            let mut dead =
+                bus.subscribe(&dead_letter_queue(QUEUE), 10).await.expect("subscribe dead");
+            let buried = next(&mut dead).await;
+            assert_eq!(buried.message.body, poison.body);
+            buried.ack().await.expect("ack");
+        },
+    )
     .await;
 
     case(suite, "prefetch bounds the unsettled deliveries of a subscription", async {

@@ -65,7 +65,11 @@ where
         .await;
         let mut sorted = counts.clone();
         sorted.sort_unstable();
-        assert_eq!(sorted, (1..=10).collect::<Vec<u64>>(), "concurrent increments lost: {counts:?}");
+        assert_eq!(
+            sorted,
+            (1..=10).collect::<Vec<u64>>(),
+            "concurrent increments lost: {counts:?}"
+        );
         assert_eq!(cache.incr("other", window).await.unwrap(), 1);
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         assert_eq!(cache.incr("hits", window).await.unwrap(), 1);

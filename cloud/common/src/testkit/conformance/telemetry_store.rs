@@ -74,7 +74,10 @@ where
         assert_eq!((catalogue[0].first_ts, catalogue[0].last_ts), (ts(T0), ts(T0 + 1_000)));
         assert_eq!(catalogue[1].name, name("mem.used_bytes"));
         let points = store.raw(device, &name("cpu.usage_pct"), all_time(), 100).await.expect("raw");
-        assert_eq!(points, vec![Point { ts: ts(T0), value: 10.0 }, Point { ts: ts(T0 + 1_000), value: 20.0 }]);
+        assert_eq!(
+            points,
+            vec![Point { ts: ts(T0), value: 10.0 }, Point { ts: ts(T0 + 1_000), value: 20.0 }]
+        );
         assert!(store.latest(DeviceId::new()).await.expect("latest").is_none());
         assert!(store.metrics(DeviceId::new()).await.expect("metrics").is_empty());
         store.ping().await.expect("ping");
@@ -84,8 +87,10 @@ where
     case(suite, "redelivered and overlapping batches are stored exactly once", async {
         let store = make().await;
         let device = DeviceId::new();
-        let first: Vec<_> = (1..=10).map(|s| reading(s, T0 + s as i64 * 1_000, &[("x", s as f64)])).collect();
-        let overlap: Vec<_> = (6..=15).map(|s| reading(s, T0 + s as i64 * 1_000, &[("x", s as f64)])).collect();
+        let first: Vec<_> =
+            (1..=10).map(|s| reading(s, T0 + s as i64 * 1_000, &[("x", s as f64)])).collect();
+        let overlap: Vec<_> =
+            (6..=15).map(|s| reading(s, T0 + s as i64 * 1_000, &[("x", s as f64)])).collect();
         assert_eq!(store.write(&[batch(device, first.clone())]).await.unwrap().accepted, 10);
         assert_eq!(
             store.write(&[batch(device, first)]).await.unwrap(),
@@ -125,19 +130,28 @@ where
     case(suite, "latest is the highest seq even when it arrives first", async {
         let store = make().await;
         let device = DeviceId::new();
-        store.write(&[batch(device, vec![reading(10, T0 + 10_000, &[("x", 10.0)])])]).await.unwrap();
+        store
+            .write(&[batch(device, vec![reading(10, T0 + 10_000, &[("x", 10.0)])])])
+            .await
+            .unwrap();
         store.write(&[batch(device, vec![reading(5, T0 + 5_000, &[("x", 5.0)])])]).await.unwrap();
         let latest = store.latest(device).await.unwrap().unwrap();
         assert_eq!(latest.seq.get(), 10);
         let catalogue = store.metrics(device).await.unwrap();
-        assert_eq!((catalogue[0].first_ts, catalogue[0].last_ts), (ts(T0 + 5_000), ts(T0 + 10_000)));
+        assert_eq!(
+            (catalogue[0].first_ts, catalogue[0].last_ts),
+            (ts(T0 + 5_000), ts(T0 + 10_000))
+        );
     })
     .await;
 
     case(suite, "raw ranges are half-open, ordered and limited", async {
         let store = make().await;
         let device = DeviceId::new();
-        let readings: Vec<_> = (0..10).rev().map(|i| reading(i + 1, T0 + i as i64 * 1_000, &[("x", i as f64)])).collect();
+        let readings: Vec<_> = (0..10)
+            .rev()
+            .map(|i| reading(i + 1, T0 + i as i64 * 1_000, &[("x", i as f64)]))
+            .collect();
         store.write(&[batch(device, readings)]).await.unwrap();
         let range = TimeRange::new(ts(T0 + 2_000), ts(T0 + 5_000)).unwrap();
         let points = store.raw(device, &name("x"), range, 100).await.unwrap();
@@ -170,12 +184,22 @@ where
             let range = TimeRange::new(ts(from), ts(to)).unwrap();
             for step in [MINUTE_MS, 5 * MINUTE_MS, HOUR_MS, 2 * HOUR_MS, 90_000, 7_000] {
                 for agg in [Agg::Avg, Agg::Min, Agg::Max, Agg::Sum, Agg::Count] {
-                    let got = aggregate(store.as_ref(), device, &name("m"), range, step, agg).await.unwrap();
+                    let got = aggregate(store.as_ref(), device, &name("m"), range, step, agg)
+                        .await
+                        .unwrap();
                     let want = naive(&points, from, to, step, agg);
-                    assert_eq!(got.len(), want.len(), "seed {seed} step {step} {agg}: bucket count");
+                    assert_eq!(
+                        got.len(),
+                        want.len(),
+                        "seed {seed} step {step} {agg}: bucket count"
+                    );
                     for (g, (start, value)) in got.iter().zip(&want) {
                         assert_eq!(g.ts.as_millis(), *start, "seed {seed} step {step} {agg}");
-                        assert!(close(g.value, *value), "seed {seed} step {step} {agg}: {} vs {value}", g.value);
+                        assert!(
+                            close(g.value, *value),
+                            "seed {seed} step {step} {agg}: {} vs {value}",
+                            g.value
+                        );
                     }
                 }
             }
@@ -185,7 +209,11 @@ where
 
     case(suite, "steps below one second and inverted ranges are refused", async {
         let store = make().await;
-        assert!(aggregate(store.as_ref(), DeviceId::new(), &name("m"), all_time(), 999, Agg::Avg).await.is_err());
+        assert!(
+            aggregate(store.as_ref(), DeviceId::new(), &name("m"), all_time(), 999, Agg::Avg)
+                .await
+                .is_err()
+        );
         assert!(TimeRange::new(ts(T0 + 1), ts(T0)).is_err());
     })
     .await;
@@ -193,16 +221,26 @@ where
     case(suite, "retention deletes raw points and rollups older than the cutoff", async {
         let store = make().await;
         let device = DeviceId::new();
-        let readings: Vec<_> = (0..6).map(|h| reading(h + 1, T0 + h as i64 * HOUR_MS, &[("x", 1.0)])).collect();
+        let readings: Vec<_> =
+            (0..6).map(|h| reading(h + 1, T0 + h as i64 * HOUR_MS, &[("x", 1.0)])).collect();
         store.write(&[batch(device, readings)]).await.unwrap();
         let cutoff = ts(T0 + 3 * HOUR_MS);
         assert_eq!(store.purge(Purge::Raw, cutoff).await.unwrap(), 3);
         assert_eq!(store.raw(device, &name("x"), all_time(), 100).await.unwrap().len(), 3);
-        assert_eq!(store.rollups(device, &name("x"), Tier::Hour, all_time()).await.unwrap().len(), 6);
+        assert_eq!(
+            store.rollups(device, &name("x"), Tier::Hour, all_time()).await.unwrap().len(),
+            6
+        );
         assert_eq!(store.purge(Purge::Rollup(Tier::Minute), cutoff).await.unwrap(), 3);
         assert_eq!(store.purge(Purge::Rollup(Tier::Hour), cutoff).await.unwrap(), 3);
-        assert_eq!(store.rollups(device, &name("x"), Tier::Hour, all_time()).await.unwrap().len(), 3);
-        assert_eq!(store.rollups(device, &name("x"), Tier::Minute, all_time()).await.unwrap().len(), 3);
+        assert_eq!(
+            store.rollups(device, &name("x"), Tier::Hour, all_time()).await.unwrap().len(),
+            3
+        );
+        assert_eq!(
+            store.rollups(device, &name("x"), Tier::Minute, all_time()).await.unwrap().len(),
+            3
+        );
     })
     .await;
 }
