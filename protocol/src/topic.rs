@@ -31,7 +31,7 @@ pub enum TopicError {
         "`{0}` is not an edgewatch topic (expected edgewatch/v1/devices/{{id}}/telemetry|status|config or sensors/{{sensor_id}}/{{metric}})"
     )]
     Unknown(String),
-    #[error("`{0}` names a device id that is not a UUID")]
+    #[error("`{0}` names a device id that is not a UUID in lower-case hyphenated form")]
     BadDeviceId(String),
     #[error("`{0}`: sensor id and metric must be non-empty and free of MQTT wildcards")]
     BadSensor(String),
@@ -48,8 +48,13 @@ impl Topic {
                 "config" => Topic::Config,
                 _ => return Err(TopicError::Unknown(shown())),
             };
-            let id = DeviceId::parse(id).map_err(|_| TopicError::BadDeviceId(shown()))?;
-            return Ok(make(id));
+            // Only the canonical form: a topic names a device one way, so prefix checks
+            // (`edgewatch/v1/devices/{id}/`) cannot be sidestepped with `{ID}` or `{id-without-hyphens}`.
+            let parsed = DeviceId::parse(id).map_err(|_| TopicError::BadDeviceId(shown()))?;
+            if parsed.to_string() != id {
+                return Err(TopicError::BadDeviceId(shown()));
+            }
+            return Ok(make(parsed));
         }
         if let Some(rest) = topic.strip_prefix("sensors/") {
             let mut parts = rest.split('/');
@@ -141,6 +146,8 @@ mod tests {
             String::new(),
             "edgewatch/v1/devices/".into(),
             "edgewatch/v1/devices/abc/telemetry".into(),
+            format!("edgewatch/v1/devices/{}/telemetry", id.to_string().to_uppercase()),
+            format!("edgewatch/v1/devices/{}/telemetry", id.as_uuid().simple()),
             format!("edgewatch/v1/devices/{id}/secrets"),
             format!("edgewatch/v1/devices/{id}/telemetry/extra"),
             "sensors/a".into(),
