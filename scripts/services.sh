@@ -86,12 +86,13 @@ start_postgres() {
   local data="$DIR/postgres" bin
   bin=$(pg_bin)
   if "$bin/pg_isready" -q -h 127.0.0.1 -p $PG_PORT; then log "postgres already running"; return; fi
+  # Not running: start over from an empty cluster (stale pid files and half-written state from a
+  # killed run cannot get in the way).
+  rm -rf "$data"
   mkdir -p "$data"
   [ "$(id -u)" = 0 ] && chown postgres: "$data"
-  if [ ! -f "$data/PG_VERSION" ]; then
-    as_user postgres "$bin/initdb" -D "$data" -U postgres -A trust --no-sync >"$DIR/postgres-init.log" 2>&1 \
-      || die "initdb failed: $(tail -n 5 "$DIR/postgres-init.log")"
-  fi
+  as_user postgres "$bin/initdb" -D "$data" -U postgres -A trust --no-sync >"$DIR/postgres-init.log" 2>&1 \
+    || die "initdb failed: $(tail -n 5 "$DIR/postgres-init.log")"
   log "starting postgres on 127.0.0.1:$PG_PORT"
   # Throwaway data: durability off for speed; enough connections for a parallel test run.
   as_user postgres "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start -o \
@@ -118,7 +119,7 @@ stop_redis() { redis-cli -p $REDIS_PORT shutdown nosave >/dev/null 2>&1 || true;
 # RabbitMQ: each node gets its own name, ports, data and a `ctl` wrapper carrying its environment.
 rabbit_setup() { # rabbit_setup NAME AMQP_PORT
   local name=$1 port=$2 dir="$DIR/$1"
-  mkdir -p "$dir/mnesia" "$dir/log"
+  mkdir -p "$dir/log"
   cat >"$dir/rabbitmq.conf" <<EOF
 listeners.tcp.1 = 127.0.0.1:$port
 management.tcp.ip = 127.0.0.1
@@ -172,6 +173,8 @@ start_rabbit() { # start_rabbit NAME AMQP_PORT
   if port_open "$port" && "$DIR/$name/ctl" -q status >/dev/null 2>&1; then
     log "$name already running"; return
   fi
+  rm -rf "$DIR/$name/mnesia"  # throwaway: a node that is not running starts empty
+  mkdir -p "$DIR/$name/mnesia"
   log "starting $name (RabbitMQ) on 127.0.0.1:$port, management on $((port + 100))"
   "$DIR/$name/start" || die "$name did not start; see $DIR/$name/log"
   wait_for "$name management" 60 curl -fsS -u guest:guest "http://127.0.0.1:$((port + 100))/api/overview"
@@ -199,6 +202,7 @@ stop_mosquitto() { [ -f "$DIR/mosquitto/mosquitto.pid" ] && kill "$(cat "$DIR/mo
 
 start_ferretdb() {
   if port_open $MONGO_PORT; then log "ferretdb already running"; return; fi
+  rm -rf "$DIR/ferretdb/data"
   mkdir -p "$DIR/ferretdb/data"
   log "starting FerretDB (SQLite backend) on 127.0.0.1:$MONGO_PORT"
   nohup "$(ferretdb_bin)" --listen-addr 127.0.0.1:$MONGO_PORT --handler sqlite \

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone on a Debian-like machine:
+#   1. install and start the real services (scripts/services.sh),
+#   2. check formatting and lints (clippy warnings are errors),
+#   3. run every crate's tests against those services,
+#   4. fuzz the protocol parsers briefly (scripts/fuzz.sh; EDGEWATCH_FUZZ_SECONDS, default 15).
+# Prints the time each phase took.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+# Builds are reused across runs (and CI runs) when the cache directory is writable.
+if [ -z "${CARGO_TARGET_DIR:-}" ]; then
+  if mkdir -p /var/cache/edgewatch/target 2>/dev/null && [ -w /var/cache/edgewatch/target ]; then
+    export CARGO_TARGET_DIR=/var/cache/edgewatch/target
+  else
+    export CARGO_TARGET_DIR=$ROOT/target
+  fi
+fi
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+timings=()
+phase() { # phase NAME COMMAND...
+  local name=$1 start=$SECONDS
+  shift
+  echo "=== $name" >&2
+  "$@"
+  timings+=("$(printf '%-12s %4ss' "$name" $((SECONDS - start)))")
+}
+report() {
+  echo "=== phase timings" >&2
+  printf '  %s\n' "${timings[@]}" >&2
+}
+trap report EXIT
+
+for tool in cargo cargo-clippy rustfmt; do
+  command -v "$tool" >/dev/null || { echo "error: $tool is missing (rustup component add clippy rustfmt)" >&2; exit 1; }
+done
+
+start_services() { eval "$("$ROOT/scripts/services.sh" start)"; }
+phase services start_services
+phase fmt cargo fmt --all --check
+phase clippy cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+phase build cargo test --workspace --locked --no-run
+phase test cargo test --workspace --locked
+phase fuzz "$ROOT/scripts/fuzz.sh" "${EDGEWATCH_FUZZ_SECONDS:-15}"
