@@ -42,5 +42,12 @@ phase services start_services
 phase fmt cargo fmt --all --check
 phase clippy cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 phase build cargo test --workspace --locked --no-run
-phase test cargo test --workspace --locked
+run_tests() { cargo test --workspace --locked 2>&1 | tee "$CARGO_TARGET_DIR/test-output.log"; }
+phase test run_tests
 phase fuzz "$ROOT/scripts/fuzz.sh" "${EDGEWATCH_FUZZ_SECONDS:-15}"
+
+trap - EXIT
+report
+# One closing line for the whole suite (cargo prints one summary per test binary).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "edgewatch: %d passed, %d failed\n", p, f }' \
+  "$CARGO_TARGET_DIR/test-output.log"

@@ -309,24 +309,23 @@ impl RawReading {
             Seq::new(self.seq).map_err(|e| BatchError::invalid(format!("readings[{i}].seq"), e))?;
         let ts = Timestamp::parse(&self.ts)
             .map_err(|e| BatchError::invalid(format!("readings[{i}].ts"), e))?;
-        let metrics = self
-            .metrics
-            .into_iter()
-            .map(|(name, value)| match MetricName::parse(name) {
-                Ok(name) => Ok((name, value)),
-                Err(e) => Err(BatchError::invalid(format!("readings[{i}].metrics"), e)),
-            })
-            .collect::<Result<_, _>>()?;
-        let tags = self
-            .tags
-            .into_iter()
-            .map(|(key, value)| match MetricName::parse(key) {
-                Ok(key) => Ok((key, value)),
-                Err(e) => Err(BatchError::invalid(format!("readings[{i}].tags"), e)),
-            })
-            .collect::<Result<_, _>>()?;
+        let metrics = named(self.metrics, || format!("readings[{i}].metrics"))?;
+        let tags = named(self.tags, || format!("readings[{i}].tags"))?;
         Ok(Reading { seq, ts, metrics, tags })
     }
+}
+
+/// Parses the keys of a map as names; an error names `field`.
+fn named<V>(
+    map: BTreeMap<String, V>,
+    field: impl Fn() -> String,
+) -> Result<BTreeMap<MetricName, V>, BatchError> {
+    map.into_iter()
+        .map(|(key, value)| match MetricName::parse(key) {
+            Ok(name) => Ok((name, value)),
+            Err(e) => Err(BatchError::invalid(field(), e)),
+        })
+        .collect()
 }
 
 impl TryFrom<RawBatch> for Batch {

@@ -140,7 +140,9 @@ impl Bus for MemoryBus {
             .filter(|(pattern, _)| topic_matches(pattern, &message.routing_key))
             .map(|(_, queue)| queue)
             .collect();
-        targets.dedup_by_key(|q| Arc::as_ptr(q));
+        // A queue bound by two matching patterns still gets one copy.
+        let mut seen = std::collections::HashSet::new();
+        targets.retain(|q| seen.insert(Arc::as_ptr(q)));
         if targets.is_empty() {
             return Err(BusError::Unroutable(message.routing_key));
         }

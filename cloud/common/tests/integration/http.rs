@@ -165,3 +165,33 @@ async fn every_bad_request_gets_the_contract_error_body() {
     assert_eq!(status, 500);
     assert!(!body.to_string().contains("hunter2"));
 }
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_requests_and_stops() {
+    let slow = Router::new().route(
+        "/slow",
+        axum::routing::get(|| async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            "done"
+        }),
+    );
+    let router = service_router("test", slow, Readiness::new(), 1024);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = Shutdown::new();
+    let server = tokio::spawn(serve(listener, router, shutdown.clone()));
+    let in_flight = tokio::spawn(reqwest::get(format!("{base}/slow")));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    shutdown.cancel();
+    let answer = in_flight.await.unwrap().expect("the in-flight request is answered");
+    assert_eq!(answer.text().await.unwrap(), "done");
+    tokio::time::timeout(std::time::Duration::from_secs(5), server)
+        .await
+        .expect("the server stops after shutdown")
+        .unwrap()
+        .unwrap();
+    assert!(
+        reqwest::get(format!("{base}/healthz")).await.is_err(),
+        "no new connections after shutdown"
+    );
+}
