@@ -11,6 +11,8 @@
 # so they never collide with a system-wide server; tests isolate themselves with a database,
 # vhost or db name of their own, so one set of servers serves a parallel test run.
 set -euo pipefail
+# Tool locations of a fresh machine (rustup, the Go tarball), in case the caller's PATH lacks them.
+export PATH="$PATH:$HOME/.cargo/bin:/usr/local/go/bin"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DIR=${EDGEWATCH_SERVICES_DIR:-/tmp/edgewatch-services}
