@@ -6,7 +6,7 @@
 //! - [`http`]: the error body of the contract, request ids, `/healthz`, `/readyz`, `/metrics`,
 //!   and graceful serving.
 //! - The ports of DESIGN.md with their adapters: [`bus`] (RabbitMQ, in-process), [`cache`]
-//!   (in-memory; Redis joins with the signing service) and [`telemetry_store`] (SQLite; MongoDB
+//!   (in-memory, Redis) and [`telemetry_store`] (SQLite; MongoDB
 //!   joins with the monitoring service). Each port has one conformance suite in `testkit`.
 
 pub mod bus;

@@ -1,10 +1,10 @@
 //! The cache port: short-lived shared state — cached lookups (device credentials, introspection
 //! answers), single-use tokens, and fixed-window counters for rate limits. Values are bytes with a
 //! time to live; everything here may vanish early (eviction, restart) and callers must treat a
-//! miss as "ask the source of truth". Adapters: [`memory`] (moka, for `edgewatch up`); Redis joins
-//! with the signing service. Checked by `testkit::conformance::cache`.
+//! miss as "ask the source of truth". Adapters: [`memory`] (moka, for `edgewatch up`) and [`redis`]. Checked by `testkit::conformance::cache`.
 
 pub mod memory;
+pub mod redis;
 
 use std::{sync::Arc, time::Duration};
 
@@ -15,7 +15,7 @@ use bytes::Bytes;
 pub enum CacheError {
     #[error("the cache is unavailable: {0}")]
     Unavailable(String),
-    #[error("unsupported cache URL `{0}`: use memory://")]
+    #[error("unsupported cache URL `{0}`: use memory:// or redis://")]
     UnsupportedUrl(String),
 }
 
@@ -41,10 +41,13 @@ pub trait Cache: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), CacheError>;
 }
 
-/// Picks the adapter by URL scheme.
-pub fn connect(url: &str) -> Result<Arc<dyn Cache>, CacheError> {
+/// Picks the adapter by URL scheme; Redis keys get the `edgewatch:` namespace.
+pub async fn connect(url: &str) -> Result<Arc<dyn Cache>, CacheError> {
     match url.split_once("://").map(|(scheme, _)| scheme) {
         Some("memory") => Ok(Arc::new(memory::MemoryCache::new(memory::DEFAULT_MAX_ENTRIES))),
+        Some("redis" | "rediss") => {
+            Ok(Arc::new(self::redis::RedisCache::connect(url, "edgewatch:").await?))
+        }
         _ => Err(CacheError::UnsupportedUrl(url.chars().take(64).collect())),
     }
 }
