@@ -9,6 +9,7 @@
 //!   (in-memory, Redis) and [`telemetry_store`] (SQLite; MongoDB
 //!   joins with the monitoring service). Each port has one conformance suite in `testkit`.
 
+pub mod auth;
 pub mod bus;
 pub mod cache;
 pub mod config;

@@ -41,12 +41,12 @@ pub trait Cache: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), CacheError>;
 }
 
-/// Picks the adapter by URL scheme; Redis keys get the `edgewatch:` namespace.
-pub async fn connect(url: &str) -> Result<Arc<dyn Cache>, CacheError> {
+/// Picks the adapter by URL scheme; Redis keys are prefixed with `namespace` (e.g. `edgewatch:`).
+pub async fn connect(url: &str, namespace: &str) -> Result<Arc<dyn Cache>, CacheError> {
     match url.split_once("://").map(|(scheme, _)| scheme) {
         Some("memory") => Ok(Arc::new(memory::MemoryCache::new(memory::DEFAULT_MAX_ENTRIES))),
         Some("redis" | "rediss") => {
-            Ok(Arc::new(self::redis::RedisCache::connect(url, "edgewatch:").await?))
+            Ok(Arc::new(self::redis::RedisCache::connect(url, namespace).await?))
         }
         _ => Err(CacheError::UnsupportedUrl(url.chars().take(64).collect())),
     }

@@ -1,0 +1,89 @@
+//! Accounts in PostgreSQL. The first-account-is-admin rule runs under a table lock in the insert's
+//! transaction, so concurrent first registrations serialize.
+
+use async_trait::async_trait;
+use edgewatch_protocol::UserId;
+use sqlx::{PgPool, Row as _, postgres::PgPoolOptions};
+
+use super::{RepoError, Row, UserRepository, unavailable};
+use crate::domain::{Email, NewUser, User};
+
+pub struct PostgresUsers {
+    pool: PgPool,
+}
+
+const COLUMNS: &str = "id::text, email, name, role, password_hash, created_at_ms";
+
+impl PostgresUsers {
+    pub async fn connect(url: &str) -> Result<Self, RepoError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(std::time::Duration::from_secs(3))
+            .connect(url)
+            .await
+            .map_err(unavailable)?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(|e| {
+            RepoError::Unavailable(format!("cannot migrate the account database: {e}"))
+        })?;
+        Ok(Self { pool })
+    }
+
+    async fn one(&self, sql: &str, bind: String) -> Result<Option<User>, RepoError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .bind(bind)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| read(&r)?.into_user()).transpose()
+    }
+}
+
+fn read(row: &sqlx::postgres::PgRow) -> Result<Row, RepoError> {
+    let get = |e: sqlx::Error| RepoError::Corrupt(e.to_string());
+    Ok(Row {
+        id: row.try_get(0).map_err(get)?,
+        email: row.try_get(1).map_err(get)?,
+        name: row.try_get(2).map_err(get)?,
+        role: row.try_get(3).map_err(get)?,
+        password_hash: row.try_get(4).map_err(get)?,
+        created_at_ms: row.try_get(5).map_err(get)?,
+    })
+}
+
+#[async_trait]
+impl UserRepository for PostgresUsers {
+    async fn create(&self, user: NewUser) -> Result<User, RepoError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO users (id, email, name, role, password_hash, created_at_ms) \
+             SELECT $1::uuid, $2, $3, CASE WHEN EXISTS (SELECT 1 FROM users) THEN 'user' ELSE 'admin' END, $4, $5 \
+             RETURNING {COLUMNS}"
+        )))
+        .bind(user.id.to_string())
+        .bind(user.email.as_str())
+        .bind(&user.name)
+        .bind(&user.password_hash)
+        .bind(user.created_at.as_millis())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        read(&row)?.into_user()
+    }
+
+    async fn by_email(&self, email: &Email) -> Result<Option<User>, RepoError> {
+        self.one(&format!("SELECT {COLUMNS} FROM users WHERE email = $1"), email.to_string()).await
+    }
+
+    async fn by_id(&self, id: UserId) -> Result<Option<User>, RepoError> {
+        self.one(&format!("SELECT {COLUMNS} FROM users WHERE id = $1::uuid"), id.to_string()).await
+    }
+
+    async fn ping(&self) -> Result<(), RepoError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(unavailable)
+    }
+}
