@@ -28,6 +28,9 @@ pub struct HttpVerifier {
     jwks: RwLock<Arc<JwkSet>>,
     last_fetch: Mutex<Option<Instant>>,
     sessions: Moka<String, bool>,
+    /// Tokens verified lately, with their expiry: a client's repeated calls skip the signature
+    /// check. Held no longer than the session answer, so a logout is as prompt as without it.
+    verified: Moka<String, (Principal, i64)>,
 }
 
 #[derive(Deserialize)]
@@ -46,6 +49,7 @@ impl HttpVerifier {
             jwks: RwLock::new(Arc::new(JwkSet { keys: Vec::new() })),
             last_fetch: Mutex::new(None),
             sessions: Moka::builder().max_capacity(100_000).time_to_live(SESSION_CACHE_TTL).build(),
+            verified: Moka::builder().max_capacity(100_000).time_to_live(SESSION_CACHE_TTL).build(),
         }
     }
 
@@ -100,6 +104,10 @@ impl HttpVerifier {
 #[async_trait]
 impl TokenVerifier for HttpVerifier {
     async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        if let Some((principal, exp)) = self.verified.get(token).await {
+            let now = edgewatch_protocol::Timestamp::now().as_millis() / 1_000;
+            return if now < exp { Ok(principal) } else { Err(AuthError::Expired) };
+        }
         let claims = match verify_access(token, &self.current_jwks()) {
             Err(AuthError::UnknownKey(_)) => {
                 self.refresh_jwks().await?;
@@ -110,6 +118,8 @@ impl TokenVerifier for HttpVerifier {
         if !self.session_active(&claims.sid, token).await? {
             return Err(AuthError::Revoked);
         }
-        Ok(Principal::from(&claims))
+        let principal = Principal::from(&claims);
+        self.verified.insert(token.to_owned(), (principal.clone(), claims.exp)).await;
+        Ok(principal)
     }
 }

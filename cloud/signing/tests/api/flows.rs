@@ -401,3 +401,22 @@ async fn jwks_openapi_and_operational_routes() {
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("edgewatch_signing_logins_total"), "{metrics}");
 }
+
+#[tokio::test]
+async fn misconfiguration_fails_at_start_with_a_clear_message() {
+    let mut cfg = config(Shape::Embedded).await;
+    cfg.service_token = String::new();
+    let err =
+        edgewatch_signing::build(&cfg).await.err().expect("no service token: refuse to start");
+    assert!(err.to_string().contains("EDGEWATCH_SERVICE_TOKEN"), "{err}");
+
+    let mut cfg = config(Shape::Embedded).await;
+    cfg.generate_keys = false;
+    let err = edgewatch_signing::build(&cfg).await.err().expect("no keys: refuse to start");
+    assert!(err.to_string().contains("no signing key"), "{err}");
+
+    let mut cfg = config(Shape::Embedded).await;
+    cfg.database_url = "mysql://nope".into();
+    let err = edgewatch_signing::build(&cfg).await.err().expect("unsupported database");
+    assert!(err.to_string().contains("postgres:// or sqlite://"), "{err}");
+}
