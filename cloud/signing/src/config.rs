@@ -22,6 +22,8 @@ pub struct SigningConfig {
     pub keys_dir: PathBuf,
     /// Create a key in `keys_dir` when it holds none (embedded shape); off in production.
     pub generate_keys: bool,
+    /// The keys as PEM text instead of files (`EDGEWATCH_SIGNING_KEYS`); the first block signs.
+    pub signing_keys: String,
     pub access_ttl_s: u64,
     pub refresh_ttl_s: u64,
     /// The bearer credential services present to `/introspect`. Required.
@@ -43,6 +45,7 @@ impl Default for SigningConfig {
             cache_namespace: "edgewatch:".into(),
             keys_dir: PathBuf::from("edgewatch-data/keys"),
             generate_keys: true,
+            signing_keys: String::new(),
             access_ttl_s: 15 * 60,
             refresh_ttl_s: 30 * 24 * 3600,
             service_token: String::new(),

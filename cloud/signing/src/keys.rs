@@ -1,5 +1,5 @@
-//! Signing keys. Ed25519 keys live as PKCS#8 PEM files (`<kid>.pem`) in a directory: production
-//! mounts them from a secret; the embedded shape generates one on first start and keeps it. Every
+//! Signing keys. Ed25519 keys live as PKCS#8 PEM files (`<kid>.pem`) in a directory, or come as
+//! PEM text in the `signing_keys` setting (an environment variable filled from a secret); the embedded shape generates one on first start and keeps it. Every
 //! key in the directory is published in the JWKS and verifies tokens; the newest (by file
 //! modification time) signs. Rotation: add a new key file, restart, remove the old one once the
 //! tokens it signed have expired.
@@ -109,6 +109,28 @@ impl KeySet {
         Ok(Self::from_keys(found.into_iter().map(|(_, key)| key).collect()))
     }
 
+    /// Keys given as PEM text (one or more `PRIVATE KEY` blocks, e.g. from a secret in an
+    /// environment variable); the first block signs.
+    pub fn from_pem_text(text: &str) -> Result<Self, KeyError> {
+        const BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
+        let from_env = PathBuf::from("(signing_keys)");
+        let keys = text
+            .split(BEGIN)
+            .filter(|block| !block.trim().is_empty())
+            .map(|block| {
+                let pem = format!("{BEGIN}{block}");
+                let bad = |cause: String| KeyError::BadKey { file: from_env.clone(), cause };
+                let signing =
+                    SigningKey::from_pkcs8_pem(pem.trim()).map_err(|e| bad(e.to_string()))?;
+                load(&signing).map_err(bad)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if keys.is_empty() {
+            return Err(KeyError::None(from_env));
+        }
+        Ok(Self::from_keys(keys))
+    }
+
     /// A fresh key written to `<dir>/<kid>.pem` with mode 0600.
     fn generate_into(dir: &Path) -> Result<(PathBuf, Key), KeyError> {
         let signing = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
@@ -121,14 +143,6 @@ impl KeySet {
         write_private(&path, pem.as_bytes())
             .map_err(|cause| KeyError::Io { dir: dir.to_owned(), cause })?;
         Ok((path, key))
-    }
-
-    /// Keys held only in memory (tests, benchmarks).
-    pub fn ephemeral(count: usize) -> Self {
-        let keys = (0..count.max(1))
-            .filter_map(|_| load(&SigningKey::from_bytes(&rand::random::<[u8; 32]>())).ok())
-            .collect();
-        Self::from_keys(keys)
     }
 
     fn from_keys(keys: Vec<Key>) -> Self {
@@ -197,6 +211,24 @@ mod tests {
         assert!(matches!(KeySet::load_dir(&dir, false), Err(KeyError::None(_))));
         fs::write(dir.join("broken.pem"), "not a key").unwrap();
         assert!(matches!(KeySet::load_dir(&dir, true), Err(KeyError::BadKey { .. })));
+    }
+
+    #[test]
+    fn keys_load_from_pem_text_in_the_given_order() {
+        let (dir_a, dir_b) = (temp_dir(), temp_dir());
+        let a = KeySet::load_dir(&dir_a, true).unwrap();
+        let b = KeySet::load_dir(&dir_b, true).unwrap();
+        let pem =
+            |dir: &Path, kid: &str| fs::read_to_string(dir.join(format!("{kid}.pem"))).unwrap();
+        let text = format!("{}\n{}", pem(&dir_b, b.active_kid()), pem(&dir_a, a.active_kid()));
+        let both = KeySet::from_pem_text(&text).unwrap();
+        assert_eq!(both.active_kid(), b.active_kid());
+        assert_eq!(both.jwks().keys.len(), 2);
+        assert!(matches!(KeySet::from_pem_text("  "), Err(KeyError::None(_))));
+        assert!(matches!(
+            KeySet::from_pem_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"),
+            Err(KeyError::BadKey { .. })
+        ));
     }
 
     #[test]

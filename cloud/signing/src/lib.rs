@@ -50,7 +50,11 @@ pub async fn build(config: &SigningConfig) -> Result<(Router, Signing), StartErr
     if config.service_token.trim().is_empty() {
         return Err(StartError::NoServiceToken);
     }
-    let keys = Arc::new(keys::KeySet::load_dir(&config.keys_dir, config.generate_keys)?);
+    let keys = Arc::new(if config.signing_keys.trim().is_empty() {
+        keys::KeySet::load_dir(&config.keys_dir, config.generate_keys)?
+    } else {
+        keys::KeySet::from_pem_text(&config.signing_keys)?
+    });
     let users = repository::connect(&config.database_url).await?;
     let cache = cache::connect(&config.cache_url, &config.cache_namespace).await?;
     let signing = Signing::new(
@@ -81,6 +85,7 @@ pub async fn build(config: &SigningConfig) -> Result<(Router, Signing), StartErr
     };
     let api = http::routes(http::AppState {
         signing: signing.clone(),
+        verifier: Arc::new(signing.clone()),
         trust_forwarded_for: config.trust_forwarded_for,
     });
     Ok((service_router("signing", api, readiness, config.http.body_limit), signing))

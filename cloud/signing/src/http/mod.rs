@@ -25,13 +25,15 @@ use crate::{
 #[derive(Clone)]
 pub struct AppState {
     pub signing: Signing,
+    /// The same core, as the verifier `Authenticated` uses.
+    pub verifier: Arc<dyn TokenVerifier>,
     /// Take `X-Forwarded-For` as the client address (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
 }
 
 impl FromRef<AppState> for Arc<dyn TokenVerifier> {
     fn from_ref(state: &AppState) -> Self {
-        Arc::new(state.signing.clone())
+        Arc::clone(&state.verifier)
     }
 }
 

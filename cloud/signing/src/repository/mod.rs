@@ -69,6 +69,27 @@ struct Row {
 }
 
 impl Row {
+    /// Reads the columns `id, email, name, role, password_hash, created_at_ms`, in that order,
+    /// from a row of either database.
+    fn read<'r, R>(row: &'r R) -> Result<Self, RepoError>
+    where
+        R: sqlx::Row,
+        usize: sqlx::ColumnIndex<R>,
+        String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        let get = |e: sqlx::Error| RepoError::Corrupt(e.to_string());
+        Ok(Self {
+            id: row.try_get(0).map_err(get)?,
+            email: row.try_get(1).map_err(get)?,
+            name: row.try_get(2).map_err(get)?,
+            role: row.try_get(3).map_err(get)?,
+            password_hash: row.try_get(4).map_err(get)?,
+            created_at_ms: row.try_get(5).map_err(get)?,
+        })
+    }
+
     fn into_user(self) -> Result<User, RepoError> {
         let corrupt = |what: &str| RepoError::Corrupt(format!("{what} of user {}", self.id));
         Ok(User {

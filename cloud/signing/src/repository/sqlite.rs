@@ -6,7 +6,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use edgewatch_protocol::UserId;
 use sqlx::{
-    Row as _, SqlitePool,
+    SqlitePool,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
 };
 
@@ -43,20 +43,8 @@ impl SqliteUsers {
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
-        row.map(|r| read(&r)?.into_user()).transpose()
+        row.map(|r| Row::read(&r)?.into_user()).transpose()
     }
-}
-
-fn read(row: &sqlx::sqlite::SqliteRow) -> Result<Row, RepoError> {
-    let get = |e: sqlx::Error| RepoError::Corrupt(e.to_string());
-    Ok(Row {
-        id: row.try_get(0).map_err(get)?,
-        email: row.try_get(1).map_err(get)?,
-        name: row.try_get(2).map_err(get)?,
-        role: row.try_get(3).map_err(get)?,
-        password_hash: row.try_get(4).map_err(get)?,
-        created_at_ms: row.try_get(5).map_err(get)?,
-    })
 }
 
 #[async_trait]
@@ -75,7 +63,7 @@ impl UserRepository for SqliteUsers {
         .fetch_one(&self.pool)
         .await
         .map_err(unavailable)?;
-        read(&row)?.into_user()
+        Row::read(&row)?.into_user()
     }
 
     async fn by_email(&self, email: &Email) -> Result<Option<User>, RepoError> {

@@ -270,6 +270,9 @@ async fn bad_input_gets_the_contract_error_never_a_500() {
             .await
             .unwrap();
         assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        // A 1 MB body under the size limit: read, then refused for its field, not a 500.
+        let mega = json!({"email": "a@b.co", "password": "p".repeat(1 << 20)});
+        assert_eq!(app.invalid_field(register, mega).await, "password");
         let no_type = app.client.post(app.url(register)).body("{}").send().await.unwrap();
         assert_eq!(no_type.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
