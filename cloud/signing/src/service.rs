@@ -104,13 +104,16 @@ impl Signing {
         &self.keys
     }
 
-    #[tracing::instrument(skip_all, err(level = "debug"))]
+    #[tracing::instrument(skip_all, fields(%client), err(level = "debug"))]
     pub async fn register(
         &self,
         email: &str,
         password: String,
         name: Option<String>,
+        client: IpAddr,
     ) -> Result<UserView, SigningError> {
+        // Each registration costs a full password hash: bound them per address like logins.
+        self.limit(&format!("register:ip:{client}"), self.limits.per_ip, "register_ip").await?;
         let email = Email::parse(email).map_err(|why| SigningError::invalid("email", why))?;
         let password =
             Password::parse(password).map_err(|why| SigningError::invalid("password", why))?;
@@ -176,6 +179,16 @@ impl Signing {
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, SigningError> {
         let rotated = self.sessions.rotate(refresh_token).await?;
         self.pair(rotated.session.user_id, rotated.session.role, rotated.sid, rotated.refresh_token)
+    }
+
+    /// Counts one attempt against `key`; refuses past `allowed` in the window.
+    async fn limit(&self, key: &str, allowed: u64, by: &'static str) -> Result<(), SigningError> {
+        let window = self.limits.window;
+        if self.cache.incr(key, window).await? > allowed {
+            metrics::counter!("edgewatch_signing_rate_limited_total", "by" => by).increment(1);
+            return Err(SigningError::RateLimited { retry_after_s: window.as_secs().max(1) });
+        }
+        Ok(())
     }
 
     /// Ends the caller's session (and with it every token of the family).

@@ -1,6 +1,9 @@
 //! The routes of API.md "Signing". Handlers are thin: parse, call [`Signing`], map the answer.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use axum::{
     Json, Router,
@@ -29,6 +32,27 @@ pub struct AppState {
     pub verifier: Arc<dyn TokenVerifier>,
     /// Take `X-Forwarded-For` as the client address (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+}
+
+impl AppState {
+    /// The caller's address: the socket peer, or the first `X-Forwarded-For` hop when the
+    /// service runs behind a trusted proxy.
+    fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+        self.trust_forwarded_for
+            .then(|| {
+                headers
+                    .get("x-forwarded-for")?
+                    .to_str()
+                    .ok()?
+                    .split(',')
+                    .next()?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .flatten()
+            .unwrap_or(peer.ip())
+    }
 }
 
 impl FromRef<AppState> for Arc<dyn TokenVerifier> {
@@ -81,12 +105,15 @@ pub struct IntrospectBody {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/register", request_body = RegisterBody,
-    responses((status = 201, body = UserView), (status = 409, description = "email_taken"), (status = 422, description = "invalid field")))]
+    responses((status = 201, body = UserView), (status = 409, description = "email_taken"), (status = 422, description = "invalid field"), (status = 429, description = "too many registrations from this address")))]
 async fn register(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
-    let user = state.signing.register(&body.email, body.password, body.name).await?;
+    let client = state.client_ip(peer, &headers);
+    let user = state.signing.register(&body.email, body.password, body.name, client).await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 

@@ -180,6 +180,16 @@ async fn logins_are_rate_limited_per_account_and_per_address() {
         }
         let limited = app.login("third@example.com", "whatever pass").await;
         assert_eq!(error_code(limited, StatusCode::TOO_MANY_REQUESTS).await, "rate_limited");
+        // Registrations cost a password hash each: the address limit bounds them too.
+        for i in 0..5 {
+            let status = app
+                .register(&format!("new{i}@example.com"), "correct horse battery")
+                .await
+                .status();
+            assert_eq!(status, StatusCode::CREATED, "{shape:?}");
+        }
+        let limited = app.register("one-too-many@example.com", "correct horse battery").await;
+        assert_eq!(error_code(limited, StatusCode::TOO_MANY_REQUESTS).await, "rate_limited");
     }
 }
 
