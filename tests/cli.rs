@@ -48,3 +48,16 @@ fn help_explains_the_commands() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("Check a telemetry batch"));
 }
+
+#[test]
+fn forecast_eval_prints_the_three_maes() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/forecast/data/seattle-weather.csv");
+    let out = edgewatch(&["forecast", "eval", "--data", data]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in ["persistence            MAE 2.240", "climatology            MAE", "ridge (alpha"] {
+        assert!(stdout.contains(line), "{line} missing in {stdout}");
+    }
+    let missing = edgewatch(&["forecast", "eval", "--data", "/nonexistent.csv"]);
+    assert_eq!(missing.status.code(), Some(2));
+}
