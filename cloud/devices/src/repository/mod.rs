@@ -1,0 +1,187 @@
+//! The registry store port: PostgreSQL ([`postgres`]) and SQLite ([`sqlite`]), one conformance
+//! suite (`tests/api/repository.rs`). Listing pages by id — ids are UUID v7, so id order is
+//! creation order and a cursor stays correct while rows are inserted.
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use edgewatch_protocol::{DeviceId, DeviceRecord, DeviceStatus, Location, Timestamp, UserId};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RepoError {
+    #[error("the device database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the device database holds a row it cannot read: {0}")]
+    Corrupt(String),
+    #[error("unsupported database URL `{0}`: use postgres:// or sqlite://")]
+    UnsupportedUrl(String),
+}
+
+/// A device with its credential hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDevice {
+    pub record: DeviceRecord,
+    pub secret_hash: Option<String>,
+}
+
+/// What to list. `owner: None` lists every owner's devices (admins).
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub owner: Option<UserId>,
+    /// Case-insensitive text in the name or a tag.
+    pub q: Option<String>,
+    pub tag: Option<String>,
+    pub status: Option<DeviceStatus>,
+    pub kind: Option<String>,
+    pub limit: usize,
+    /// Only devices with a greater id (the cursor).
+    pub after: Option<DeviceId>,
+}
+
+#[async_trait]
+pub trait DeviceRepository: Send + Sync + 'static {
+    /// Stores a new device with its one-time enrollment token hash.
+    async fn create(
+        &self,
+        record: &DeviceRecord,
+        enrollment_hash: &str,
+        enrollment_expires: Timestamp,
+    ) -> Result<(), RepoError>;
+    async fn get(&self, id: DeviceId) -> Result<Option<StoredDevice>, RepoError>;
+    /// At most `limit` devices matching `query`, by id.
+    async fn list(&self, query: &ListQuery) -> Result<Vec<DeviceRecord>, RepoError>;
+    /// Writes name, kind, tags, location, metadata and updated_at; false if the device is gone.
+    async fn update(&self, record: &DeviceRecord) -> Result<bool, RepoError>;
+    async fn delete(&self, id: DeviceId) -> Result<bool, RepoError>;
+    /// Trades a live enrollment token (by hash) for a secret, once: the token is consumed.
+    async fn enroll(
+        &self,
+        enrollment_hash: &str,
+        now: Timestamp,
+        secret_hash: &str,
+    ) -> Result<Option<DeviceId>, RepoError>;
+    /// Replaces the device's secret hash; false if the device is gone.
+    async fn set_secret(&self, id: DeviceId, secret_hash: &str) -> Result<bool, RepoError>;
+    /// Records traffic from the device: online, last seen at `at`.
+    async fn mark_seen(&self, id: DeviceId, at: Timestamp) -> Result<(), RepoError>;
+    async fn ping(&self) -> Result<(), RepoError>;
+}
+
+pub async fn connect(url: &str) -> Result<Arc<dyn DeviceRepository>, RepoError> {
+    match url
+        .split_once("://")
+        .map(|(scheme, _)| scheme)
+        .or_else(|| url.split_once(':').map(|(s, _)| s))
+    {
+        Some("postgres" | "postgresql") => {
+            Ok(Arc::new(postgres::PostgresDevices::connect(url).await?))
+        }
+        Some("sqlite") => Ok(Arc::new(sqlite::SqliteDevices::connect(url).await?)),
+        _ => Err(RepoError::UnsupportedUrl(url.chars().take(64).collect())),
+    }
+}
+
+fn unavailable(err: sqlx::Error) -> RepoError {
+    RepoError::Unavailable(err.to_string())
+}
+
+/// `%text%` for LIKE, with the wildcards in `text` escaped by `\`.
+fn like_pattern(text: &str) -> String {
+    let escaped: String = text
+        .to_lowercase()
+        .chars()
+        .flat_map(|c| if matches!(c, '%' | '_' | '\\') { vec!['\\', c] } else { vec![c] })
+        .collect();
+    format!("%{escaped}%")
+}
+
+pub(crate) fn status_str(status: DeviceStatus) -> &'static str {
+    match status {
+        DeviceStatus::NeverSeen => "never_seen",
+        DeviceStatus::Online => "online",
+        DeviceStatus::Offline => "offline",
+    }
+}
+
+const COLUMNS: &str = "name, kind, tags, location, metadata, status, last_seen_at_ms, config_version, \
+                       created_at_ms, updated_at_ms, secret_hash";
+
+/// A row as both adapters read it (JSON columns as text).
+struct Row {
+    id: String,
+    owner_id: String,
+    name: String,
+    kind: Option<String>,
+    tags: String,
+    location: Option<String>,
+    metadata: String,
+    status: String,
+    last_seen_at_ms: Option<i64>,
+    config_version: i64,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+    secret_hash: Option<String>,
+}
+
+impl Row {
+    /// Reads `id, owner_id` then [`COLUMNS`], in that order.
+    fn read<'r, R>(row: &'r R) -> Result<Self, RepoError>
+    where
+        R: sqlx::Row,
+        usize: sqlx::ColumnIndex<R>,
+        String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        let get = |e: sqlx::Error| RepoError::Corrupt(e.to_string());
+        Ok(Self {
+            id: row.try_get(0).map_err(get)?,
+            owner_id: row.try_get(1).map_err(get)?,
+            name: row.try_get(2).map_err(get)?,
+            kind: row.try_get(3).map_err(get)?,
+            tags: row.try_get(4).map_err(get)?,
+            location: row.try_get(5).map_err(get)?,
+            metadata: row.try_get(6).map_err(get)?,
+            status: row.try_get(7).map_err(get)?,
+            last_seen_at_ms: row.try_get(8).map_err(get)?,
+            config_version: row.try_get(9).map_err(get)?,
+            created_at_ms: row.try_get(10).map_err(get)?,
+            updated_at_ms: row.try_get(11).map_err(get)?,
+            secret_hash: row.try_get(12).map_err(get)?,
+        })
+    }
+
+    fn into_stored(self) -> Result<StoredDevice, RepoError> {
+        let corrupt = |what: &str| RepoError::Corrupt(format!("{what} of device {}", self.id));
+        let ts = |ms: i64| Timestamp::from_millis(ms).map_err(|_| corrupt("a time"));
+        let record = DeviceRecord {
+            id: DeviceId::parse(&self.id).map_err(|_| corrupt("id"))?,
+            owner_id: UserId::parse(&self.owner_id).map_err(|_| corrupt("owner_id"))?,
+            tags: serde_json::from_str(&self.tags).map_err(|_| corrupt("tags"))?,
+            location: match &self.location {
+                Some(text) => serde_json::from_str::<Option<Location>>(text)
+                    .map_err(|_| corrupt("location"))?,
+                None => None,
+            },
+            metadata: serde_json::from_str(&self.metadata).map_err(|_| corrupt("metadata"))?,
+            status: serde_json::from_value(serde_json::Value::String(self.status.clone()))
+                .map_err(|_| corrupt("status"))?,
+            last_seen_at: self.last_seen_at_ms.map(ts).transpose()?,
+            config_version: u64::try_from(self.config_version)
+                .map_err(|_| corrupt("config_version"))?,
+            created_at: ts(self.created_at_ms)?,
+            updated_at: ts(self.updated_at_ms)?,
+            name: self.name,
+            kind: self.kind,
+        };
+        Ok(StoredDevice { record, secret_hash: self.secret_hash })
+    }
+}
+
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}

@@ -1,0 +1,183 @@
+//! The registry in PostgreSQL. Tags are a JSONB array with a GIN index (`tags ? tag`).
+
+use async_trait::async_trait;
+use edgewatch_protocol::{DeviceId, DeviceRecord, Timestamp};
+use sqlx::{PgPool, Postgres, QueryBuilder, postgres::PgPoolOptions};
+
+use super::{
+    COLUMNS, DeviceRepository, ListQuery, RepoError, Row, StoredDevice, json, like_pattern,
+    status_str, unavailable,
+};
+
+pub struct PostgresDevices {
+    pool: PgPool,
+}
+
+fn select() -> String {
+    let columns = COLUMNS
+        .replace("tags,", "tags::text,")
+        .replace("location,", "location::text,")
+        .replace("metadata,", "metadata::text,");
+    format!("SELECT id::text, owner_id::text, {columns} FROM devices")
+}
+
+impl PostgresDevices {
+    pub async fn connect(url: &str) -> Result<Self, RepoError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(std::time::Duration::from_secs(3))
+            .connect(url)
+            .await
+            .map_err(unavailable)?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(|e| {
+            RepoError::Unavailable(format!("cannot migrate the device database: {e}"))
+        })?;
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait]
+impl DeviceRepository for PostgresDevices {
+    async fn create(
+        &self,
+        r: &DeviceRecord,
+        enrollment_hash: &str,
+        expires: Timestamp,
+    ) -> Result<(), RepoError> {
+        sqlx::query(
+            "INSERT INTO devices (id, owner_id, name, kind, tags, location, metadata, status, config_version, \
+             created_at_ms, updated_at_ms, enrollment_hash, enrollment_expires_at_ms) \
+             VALUES ($1::uuid, $2::uuid, $3, $4, $5::jsonb, $6::jsonb, $7::jsonb, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(r.id.to_string())
+        .bind(r.owner_id.to_string())
+        .bind(&r.name)
+        .bind(&r.kind)
+        .bind(json(&r.tags))
+        .bind(r.location.as_ref().map(json))
+        .bind(json(&r.metadata))
+        .bind(status_str(r.status))
+        .bind(i64::try_from(r.config_version).unwrap_or(i64::MAX))
+        .bind(r.created_at.as_millis())
+        .bind(r.updated_at.as_millis())
+        .bind(enrollment_hash)
+        .bind(expires.as_millis())
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(unavailable)
+    }
+
+    async fn get(&self, id: DeviceId) -> Result<Option<StoredDevice>, RepoError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{} WHERE id = $1::uuid", select())))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| Row::read(&r)?.into_stored()).transpose()
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Vec<DeviceRecord>, RepoError> {
+        let mut sql = QueryBuilder::<Postgres>::new(select());
+        sql.push(" WHERE TRUE");
+        if let Some(owner) = query.owner {
+            sql.push(" AND owner_id = ").push_bind(owner.to_string()).push("::uuid");
+        }
+        if let Some(after) = query.after {
+            sql.push(" AND id > ").push_bind(after.to_string()).push("::uuid");
+        }
+        if let Some(tag) = &query.tag {
+            sql.push(" AND tags ? ").push_bind(tag.to_lowercase());
+        }
+        if let Some(status) = query.status {
+            sql.push(" AND status = ").push_bind(status_str(status));
+        }
+        if let Some(kind) = &query.kind {
+            sql.push(" AND kind = ").push_bind(kind.clone());
+        }
+        if let Some(q) = &query.q {
+            let pattern = like_pattern(q);
+            sql.push(" AND (name ILIKE ")
+                .push_bind(pattern.clone())
+                .push(" OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(tags) t WHERE t ILIKE ")
+                .push_bind(pattern)
+                .push("))");
+        }
+        sql.push(" ORDER BY id LIMIT ").push_bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
+        let rows = sql.build().fetch_all(&self.pool).await.map_err(unavailable)?;
+        rows.iter().map(|r| Ok(Row::read(r)?.into_stored()?.record)).collect()
+    }
+
+    async fn update(&self, r: &DeviceRecord) -> Result<bool, RepoError> {
+        let done = sqlx::query(
+            "UPDATE devices SET name = $2, kind = $3, tags = $4::jsonb, location = $5::jsonb, \
+             metadata = $6::jsonb, updated_at_ms = $7 WHERE id = $1::uuid",
+        )
+        .bind(r.id.to_string())
+        .bind(&r.name)
+        .bind(&r.kind)
+        .bind(json(&r.tags))
+        .bind(r.location.as_ref().map(json))
+        .bind(json(&r.metadata))
+        .bind(r.updated_at.as_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete(&self, id: DeviceId) -> Result<bool, RepoError> {
+        let done = sqlx::query("DELETE FROM devices WHERE id = $1::uuid")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn enroll(
+        &self,
+        enrollment_hash: &str,
+        now: Timestamp,
+        secret_hash: &str,
+    ) -> Result<Option<DeviceId>, RepoError> {
+        let id: Option<String> = sqlx::query_scalar(
+            "UPDATE devices SET secret_hash = $3, enrollment_hash = NULL, enrollment_expires_at_ms = NULL \
+             WHERE enrollment_hash = $1 AND enrollment_expires_at_ms > $2 RETURNING id::text",
+        )
+        .bind(enrollment_hash)
+        .bind(now.as_millis())
+        .bind(secret_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        id.map(|id| DeviceId::parse(&id).map_err(|e| RepoError::Corrupt(e.to_string()))).transpose()
+    }
+
+    async fn set_secret(&self, id: DeviceId, secret_hash: &str) -> Result<bool, RepoError> {
+        let done = sqlx::query("UPDATE devices SET secret_hash = $2 WHERE id = $1::uuid")
+            .bind(id.to_string())
+            .bind(secret_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn mark_seen(&self, id: DeviceId, at: Timestamp) -> Result<(), RepoError> {
+        sqlx::query(
+            "UPDATE devices SET status = 'online', last_seen_at_ms = GREATEST(COALESCE(last_seen_at_ms, 0), $2) \
+             WHERE id = $1::uuid",
+        )
+        .bind(id.to_string())
+        .bind(at.as_millis())
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(unavailable)
+    }
+
+    async fn ping(&self) -> Result<(), RepoError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(unavailable)
+    }
+}

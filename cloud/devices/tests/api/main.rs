@@ -1,0 +1,3 @@
+//! Integration tests of the devices service, one binary.
+
+mod repository;
