@@ -2,9 +2,86 @@
 //! telemetry ingest, which it hands to the bus with publisher confirms before it acknowledges
 //! the device (API.md "Devices").
 //!
-//! Built so far: the registry store ([`repository`], PostgreSQL and SQLite) and its domain
-//! ([`domain`]). Still to come (devices issue): the HTTP API, enrollment and ingest, the MQTT
-//! bridge, status tracking, the event outbox and config push.
+//! Built so far: the registry store ([`repository`], PostgreSQL and SQLite), registry CRUD with
+//! ownership, search and cursor paging, one-time enrollment, secret rotation, and HTTP ingest.
+//! Still to come (devices issue): the MQTT bridge, status timeouts and `device.*` events through
+//! a transactional outbox, config push, the credential cache and the benchmarks.
 
+pub mod config;
 pub mod domain;
+pub mod error;
+pub mod http;
 pub mod repository;
+pub mod service;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::Router;
+use edgewatch_common::{
+    auth::HttpVerifier,
+    bus::{self, Topology},
+    http::{Readiness, serve as serve_http, service_router},
+    shutdown::Shutdown,
+};
+
+pub use config::DevicesConfig;
+pub use service::Devices;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "service_token is empty: set EDGEWATCH_SERVICE_TOKEN (the token the signing service accepts)"
+    )]
+    NoServiceToken,
+    #[error("cannot open the device database: {0}")]
+    Database(#[from] repository::RepoError),
+    #[error("cannot reach the message bus: {0}")]
+    Bus(#[from] bus::BusError),
+    #[error("cannot listen on {addr}: {cause}")]
+    Listen { addr: std::net::SocketAddr, cause: std::io::Error },
+}
+
+/// The service's router and core.
+pub async fn build(config: &DevicesConfig) -> Result<(Router, Devices), StartError> {
+    if config.service_token.trim().is_empty() {
+        return Err(StartError::NoServiceToken);
+    }
+    let repo = repository::connect(&config.database_url).await?;
+    let bus = bus::connect(&config.bus_url, Topology::standard()).await?;
+    let endpoints = service::Endpoints {
+        mqtt: service::MqttEndpoint {
+            host: config.public_mqtt_host.clone(),
+            port: config.public_mqtt_port,
+            tls: config.public_mqtt_tls,
+        },
+        http: service::HttpEndpoint { base_url: config.public_http_base_url.clone() },
+    };
+    let devices =
+        Devices::new(repo, bus, Duration::from_secs(config.enrollment_ttl_s.max(1)), endpoints);
+    let readiness = {
+        let (repo, bus) = (Arc::clone(&devices.repo), Arc::clone(&devices.bus));
+        Readiness::new()
+            .with("database", move || {
+                let repo = Arc::clone(&repo);
+                async move { repo.ping().await }
+            })
+            .with("bus", move || {
+                let bus = Arc::clone(&bus);
+                async move { bus.ping().await }
+            })
+    };
+    let verifier = Arc::new(HttpVerifier::new(&config.signing_url, &config.service_token));
+    let api = http::routes(http::AppState { devices: devices.clone(), verifier });
+    Ok((service_router("devices", api, readiness, config.http.body_limit), devices))
+}
+
+/// Runs the service until `shutdown` fires.
+pub async fn serve(config: DevicesConfig, shutdown: Shutdown) -> Result<(), StartError> {
+    let (router, _) = build(&config).await?;
+    let addr = config.http.listen;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|cause| StartError::Listen { addr, cause })?;
+    tracing::info!(%addr, "Devices service listening");
+    serve_http(listener, router, shutdown).await.map_err(|cause| StartError::Listen { addr, cause })
+}

@@ -1,0 +1,44 @@
+//! The devices service's configuration (defaults -> file -> `EDGEWATCH_*`); defaults are the
+//! embedded shape's.
+
+use edgewatch_common::config::{HttpConfig, LogConfig};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DevicesConfig {
+    pub http: HttpConfig,
+    pub log: LogConfig,
+    /// `postgres://...` or `sqlite://path`.
+    pub database_url: String,
+    /// `amqp://...` or `memory://`.
+    pub bus_url: String,
+    /// The signing service, for token verification (JWKS and introspection).
+    pub signing_url: String,
+    /// This service's credential for signing's introspection. Required.
+    pub service_token: String,
+    pub enrollment_ttl_s: u64,
+    /// What enrolled devices are told to connect to.
+    pub public_mqtt_host: String,
+    pub public_mqtt_port: u16,
+    pub public_mqtt_tls: bool,
+    pub public_http_base_url: String,
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        Self {
+            http: HttpConfig::default(),
+            log: LogConfig::default(),
+            database_url: "sqlite://edgewatch-data/devices.db".into(),
+            bus_url: "memory://".into(),
+            signing_url: "http://127.0.0.1:8080".into(),
+            service_token: String::new(),
+            enrollment_ttl_s: 24 * 3600,
+            public_mqtt_host: "localhost".into(),
+            public_mqtt_port: 1883,
+            public_mqtt_tls: false,
+            public_http_base_url: "http://localhost:8080".into(),
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! What the devices service does, independent of HTTP. Every registry call takes the caller and
+//! enforces ownership: users see and change their own devices, admins all of them.
+
+use std::{sync::Arc, time::Duration};
+
+use edgewatch_common::{
+    auth::Principal,
+    bus::{Bus, Message},
+};
+use edgewatch_protocol::{Batch, DeviceId, DeviceRecord, DeviceStatus, Timestamp};
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+
+use crate::{
+    domain::{self, DeviceInput, DevicePatch, hash_secret, new_secret},
+    error::DevicesError,
+    repository::{DeviceRepository, ListQuery},
+};
+
+/// Where an enrolled device connects, as told to it on enrollment.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Endpoints {
+    pub mqtt: MqttEndpoint,
+    pub http: HttpEndpoint,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct MqttEndpoint {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct HttpEndpoint {
+    pub base_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Enrolled {
+    #[schema(value_type = String)]
+    pub device_id: DeviceId,
+    pub device_secret: String,
+    pub mqtt: MqttEndpoint,
+    pub http: HttpEndpoint,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Ingested {
+    pub accepted: usize,
+    /// Always 0 here: readings are deduplicated by the telemetry store, which counts them.
+    pub duplicates: usize,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Page {
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<DeviceRecord>,
+    pub next_cursor: Option<String>,
+}
+
+/// The filters of `GET /devices`, as parsed from the query string.
+#[derive(Debug, Clone, Default)]
+pub struct Search {
+    pub q: Option<String>,
+    pub tag: Option<String>,
+    pub status: Option<DeviceStatus>,
+    pub kind: Option<String>,
+    pub limit: usize,
+    pub cursor: Option<DeviceId>,
+}
+
+#[derive(Clone)]
+pub struct Devices {
+    pub(crate) repo: Arc<dyn DeviceRepository>,
+    pub(crate) bus: Arc<dyn Bus>,
+    enrollment_ttl: Duration,
+    endpoints: Endpoints,
+}
+
+fn owned(principal: &Principal, record: &DeviceRecord) -> Result<(), DevicesError> {
+    if principal.is_admin() || record.owner_id == principal.user_id {
+        Ok(())
+    } else {
+        Err(DevicesError::NotYours)
+    }
+}
+
+fn invalid((field, why): domain::Invalid) -> DevicesError {
+    DevicesError::InvalidField(field, why)
+}
+
+impl Devices {
+    pub fn new(
+        repo: Arc<dyn DeviceRepository>,
+        bus: Arc<dyn Bus>,
+        enrollment_ttl: Duration,
+        endpoints: Endpoints,
+    ) -> Self {
+        Self { repo, bus, enrollment_ttl, endpoints }
+    }
+
+    /// The bus telemetry goes to (tests and `edgewatch up` consume from it).
+    pub fn bus(&self) -> Arc<dyn Bus> {
+        Arc::clone(&self.bus)
+    }
+
+    /// Registers a device; returns it and its one-time enrollment token.
+    pub async fn create(
+        &self,
+        principal: &Principal,
+        input: DeviceInput,
+    ) -> Result<(DeviceRecord, String), DevicesError> {
+        let now = Timestamp::now();
+        let record = DeviceRecord {
+            id: DeviceId::new(),
+            name: domain::check_name(&input.name).map_err(invalid)?,
+            kind: domain::check_kind(input.kind).map_err(invalid)?,
+            tags: domain::check_tags(input.tags).map_err(invalid)?,
+            location: domain::check_location(input.location).map_err(invalid)?,
+            metadata: domain::check_metadata(input.metadata).map_err(invalid)?,
+            owner_id: principal.user_id,
+            status: DeviceStatus::NeverSeen,
+            last_seen_at: None,
+            config_version: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        let (token, token_hash) = new_secret();
+        let expires_ms = now
+            .as_millis()
+            .saturating_add(i64::try_from(self.enrollment_ttl.as_millis()).unwrap_or(i64::MAX / 2));
+        let expires = Timestamp::from_millis(expires_ms).unwrap_or(now);
+        self.repo.create(&record, &token_hash, expires).await?;
+        tracing::info!(device_id = %record.id, owner = %principal.user_id, "Device registered");
+        Ok((record, token))
+    }
+
+    pub async fn list(&self, principal: &Principal, search: Search) -> Result<Page, DevicesError> {
+        let limit = search.limit;
+        let query = ListQuery {
+            owner: (!principal.is_admin()).then_some(principal.user_id),
+            q: search.q.filter(|q| !q.trim().is_empty()),
+            tag: search.tag,
+            status: search.status,
+            kind: search.kind,
+            limit: limit + 1,
+            after: search.cursor,
+        };
+        let mut items = self.repo.list(&query).await?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|d| d.id.to_string())
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    pub async fn get(
+        &self,
+        principal: &Principal,
+        id: DeviceId,
+    ) -> Result<DeviceRecord, DevicesError> {
+        let record = self.repo.get(id).await?.ok_or(DevicesError::NotFound)?.record;
+        owned(principal, &record)?;
+        Ok(record)
+    }
+
+    pub async fn patch(
+        &self,
+        principal: &Principal,
+        id: DeviceId,
+        patch: DevicePatch,
+    ) -> Result<DeviceRecord, DevicesError> {
+        let mut record = self.get(principal, id).await?;
+        if let Some(name) = patch.name {
+            record.name = domain::check_name(&name).map_err(invalid)?;
+        }
+        if let Some(kind) = patch.kind {
+            record.kind = domain::check_kind(kind).map_err(invalid)?;
+        }
+        if let Some(tags) = patch.tags {
+            record.tags = domain::check_tags(tags).map_err(invalid)?;
+        }
+        if let Some(location) = patch.location {
+            record.location = domain::check_location(location).map_err(invalid)?;
+        }
+        if let Some(metadata) = patch.metadata {
+            record.metadata = domain::check_metadata(metadata).map_err(invalid)?;
+        }
+        record.updated_at = Timestamp::now();
+        if !self.repo.update(&record).await? {
+            return Err(DevicesError::NotFound);
+        }
+        Ok(record)
+    }
+
+    /// Deletes a device; its credentials stop working with it.
+    pub async fn delete(&self, principal: &Principal, id: DeviceId) -> Result<(), DevicesError> {
+        self.get(principal, id).await?;
+        self.repo.delete(id).await?;
+        tracing::info!(device_id = %id, "Device deleted");
+        Ok(())
+    }
+
+    /// A new device secret; the old one stops working at once.
+    pub async fn rotate_secret(
+        &self,
+        principal: &Principal,
+        id: DeviceId,
+    ) -> Result<String, DevicesError> {
+        self.get(principal, id).await?;
+        let (secret, hash) = new_secret();
+        if !self.repo.set_secret(id, &hash).await? {
+            return Err(DevicesError::NotFound);
+        }
+        Ok(secret)
+    }
+
+    /// Trades an enrollment token for the device's id and secret.
+    pub async fn enroll(&self, token: &str) -> Result<Enrolled, DevicesError> {
+        let (secret, hash) = new_secret();
+        let device_id = self
+            .repo
+            .enroll(&hash_secret(token), Timestamp::now(), &hash)
+            .await?
+            .ok_or(DevicesError::BadEnrollmentToken)?;
+        tracing::info!(%device_id, "Device enrolled");
+        Ok(Enrolled {
+            device_id,
+            device_secret: secret,
+            mqtt: self.endpoints.mqtt.clone(),
+            http: self.endpoints.http.clone(),
+        })
+    }
+
+    /// Checks a device credential; unknown devices and wrong secrets look the same.
+    pub async fn authenticate(&self, id: DeviceId, secret: &str) -> Result<(), DevicesError> {
+        let stored = self.repo.get(id).await?;
+        let presented = hash_secret(secret);
+        match stored.and_then(|d| d.secret_hash) {
+            Some(hash) if bool::from(hash.as_bytes().ct_eq(presented.as_bytes())) => Ok(()),
+            _ => Err(DevicesError::BadDeviceCredential),
+        }
+    }
+
+    /// Validates a batch and hands it to the bus; `Ok` only after the bus confirmed it.
+    pub async fn ingest(
+        &self,
+        id: DeviceId,
+        secret: &str,
+        body: &[u8],
+        request_id: Option<String>,
+    ) -> Result<Ingested, DevicesError> {
+        self.authenticate(id, secret).await?;
+        let batch = Batch::from_json(body)?;
+        if batch.device_id() != id {
+            return Err(DevicesError::WrongDevice {
+                path: id.to_string(),
+                batch: batch.device_id().to_string(),
+            });
+        }
+        self.bus.publish(Message::telemetry(&batch, request_id)).await?;
+        metrics::counter!("edgewatch_devices_readings_accepted_total", "via" => "http")
+            .increment(batch.readings().len() as u64);
+        // The readings are safe on the bus; a failed status update must not fail the request.
+        if let Err(err) = self.repo.mark_seen(id, Timestamp::now()).await {
+            tracing::warn!(%err, device_id = %id, "Could not record the device as seen");
+        }
+        Ok(Ingested { accepted: batch.readings().len(), duplicates: 0 })
+    }
+}

@@ -1,0 +1,301 @@
+//! The HTTP API, on both shapes.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{Shape, error_code, spawn_app};
+
+const SHAPES: [Shape; 2] = [Shape::Embedded, Shape::Distributed];
+
+fn batch(device_id: &str, seqs: &[u64]) -> Vec<u8> {
+    let readings: Vec<Value> = seqs
+        .iter()
+        .map(|s| json!({"seq": s, "ts": "2026-11-26T20:00:00.123Z", "metrics": {"cpu.usage_pct": 12.5}}))
+        .collect();
+    serde_json::to_vec(&json!({"device_id": device_id, "readings": readings})).unwrap()
+}
+
+#[tokio::test]
+async fn registry_crud_with_ownership() {
+    for shape in SHAPES {
+        let app = spawn_app(shape).await;
+        let admin = app.user("ada@example.com").await;
+        let bob = app.user("bob@example.com").await;
+        let carl = app.user("carl@example.com").await;
+
+        let (device, token) = app
+            .device(&bob, json!({"name": " Greenhouse ", "kind": "pi4", "tags": ["North"], "location": {"lat": 47.6, "lon": -122.3}, "metadata": {"floor": 1}}))
+            .await;
+        assert_eq!(device["name"], "Greenhouse", "{shape:?}");
+        assert_eq!(device["tags"], json!(["north"]));
+        assert_eq!(device["status"], "never_seen");
+        assert_eq!(device["config_version"], 0);
+        assert!(token.len() >= 40);
+        let id = device["id"].as_str().unwrap();
+        let path = format!("/api/v1/devices/{id}");
+
+        let listed: Value =
+            app.call(Method::GET, "/api/v1/devices", &bob, None).await.json().await.unwrap();
+        assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+        assert!(listed["items"][0].get("enrollment_token").is_none(), "the token is shown once");
+        let all: Value =
+            app.call(Method::GET, "/api/v1/devices", &admin, None).await.json().await.unwrap();
+        assert_eq!(all["items"].as_array().unwrap().len(), 1, "an admin sees every device");
+        let none: Value =
+            app.call(Method::GET, "/api/v1/devices", &carl, None).await.json().await.unwrap();
+        assert_eq!(none["items"], json!([]));
+
+        for method in [Method::GET, Method::DELETE] {
+            assert_eq!(
+                error_code(app.call(method, &path, &carl, None).await, StatusCode::FORBIDDEN).await,
+                "forbidden"
+            );
+        }
+        let theft = app.call(Method::PATCH, &path, &carl, Some(json!({"name": "mine"}))).await;
+        assert_eq!(theft.status(), StatusCode::FORBIDDEN);
+        let rotate = app.call(Method::POST, &format!("{path}/credentials"), &carl, None).await;
+        assert_eq!(rotate.status(), StatusCode::FORBIDDEN);
+
+        let patched: Value = app
+            .call(
+                Method::PATCH,
+                &path,
+                &bob,
+                Some(json!({"name": "Greenhouse 2", "location": null, "unknown": 1})),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            (patched["name"].as_str(), &patched["location"], &patched["kind"]),
+            (Some("Greenhouse 2"), &json!(null), &json!("pi4"))
+        );
+        let read: Value = app.call(Method::GET, &path, &admin, None).await.json().await.unwrap();
+        assert_eq!(read, patched);
+
+        let bad = app
+            .call(Method::PATCH, &path, &bob, Some(json!({"location": {"lat": 100, "lon": 0}})))
+            .await;
+        assert_eq!(error_code(bad, StatusCode::UNPROCESSABLE_ENTITY).await, "invalid_field");
+        let bad = app.call(Method::POST, "/api/v1/devices", &bob, Some(json!({"name": ""}))).await;
+        assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let anonymous = app.client.get(app.url("/api/v1/devices")).send().await.unwrap();
+        assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            app.call(Method::GET, "/api/v1/devices/not-a-uuid", &bob, None).await.status(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        let missing = format!("/api/v1/devices/{}", edgewatch_protocol::DeviceId::new());
+        assert_eq!(
+            error_code(app.call(Method::GET, &missing, &bob, None).await, StatusCode::NOT_FOUND)
+                .await,
+            "not_found"
+        );
+
+        assert_eq!(
+            app.call(Method::DELETE, &path, &bob, None).await.status(),
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(app.call(Method::GET, &path, &bob, None).await.status(), StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn search_and_cursor_paging() {
+    for shape in SHAPES {
+        let app = spawn_app(shape).await;
+        let bob = app.user("bob@example.com").await;
+        for i in 0..7 {
+            let tags = if i % 2 == 0 { json!(["even"]) } else { json!(["odd"]) };
+            app.device(&bob, json!({"name": format!("sensor-{i}"), "tags": tags, "kind": "esp32"}))
+                .await;
+        }
+        let mut names = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/api/v1/devices?limit=3&cursor={c}"),
+                None => "/api/v1/devices?limit=3".to_owned(),
+            };
+            let page: Value = app.call(Method::GET, &path, &bob, None).await.json().await.unwrap();
+            names.extend(
+                page["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d["name"].as_str().unwrap().to_owned()),
+            );
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(names, (0..7).map(|i| format!("sensor-{i}")).collect::<Vec<_>>(), "{shape:?}");
+        let count = |path: &str| {
+            let app = &app;
+            let bob = bob.clone();
+            let path = path.to_owned();
+            async move {
+                let page: Value =
+                    app.call(Method::GET, &path, &bob, None).await.json().await.unwrap();
+                page["items"].as_array().unwrap().len()
+            }
+        };
+        assert_eq!(count("/api/v1/devices?tag=even").await, 4);
+        assert_eq!(count("/api/v1/devices?q=SENSOR-3").await, 1);
+        assert_eq!(count("/api/v1/devices?q=od").await, 3, "text search covers tags");
+        assert_eq!(count("/api/v1/devices?kind=esp32&status=never_seen").await, 7);
+        assert_eq!(count("/api/v1/devices?status=online").await, 0);
+        for bad in ["limit=0", "limit=501", "cursor=garbage", "status=sleeping", "limit=-1"] {
+            let answer = app.call(Method::GET, &format!("/api/v1/devices?{bad}"), &bob, None).await;
+            assert_eq!(
+                error_code(answer, StatusCode::UNPROCESSABLE_ENTITY).await,
+                "invalid_field",
+                "{bad}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn enrollment_ingest_and_credentials() {
+    for shape in SHAPES {
+        let mut app = spawn_app(shape).await;
+        let bob = app.user("bob@example.com").await;
+        let (device, token) = app.device(&bob, json!({"name": "greenhouse"})).await;
+        let id = device["id"].as_str().unwrap().to_owned();
+
+        let enrolled: Value = app.enroll(&token).await.json().await.unwrap();
+        assert_eq!(enrolled["device_id"], json!(id), "{shape:?}");
+        assert_eq!(enrolled["http"]["base_url"], "http://edge.example:8080");
+        assert_eq!(enrolled["mqtt"]["port"], 1883);
+        let secret = enrolled["device_secret"].as_str().unwrap().to_owned();
+        assert_eq!(
+            error_code(app.enroll(&token).await, StatusCode::UNAUTHORIZED).await,
+            "invalid_enrollment_token"
+        );
+
+        let accepted = app.ingest(&id, &secret, &batch(&id, &[1, 2])).await;
+        assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+        assert_eq!(
+            accepted.json::<Value>().await.unwrap(),
+            json!({"accepted": 2, "duplicates": 0})
+        );
+        let delivery = tokio::time::timeout(Duration::from_secs(10), app.telemetry.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(delivery.message.routing_key, format!("telemetry.{id}"));
+        assert_eq!(delivery.message.message_id.as_deref(), Some(format!("{id}:1").as_str()));
+        assert_eq!(delivery.message.request_id.as_deref(), Some("ingest-test-1"));
+        let on_bus = edgewatch_protocol::Batch::from_json(&delivery.message.body).unwrap();
+        assert_eq!(on_bus.readings().len(), 2);
+        delivery.ack().await.unwrap();
+        let seen: Value = app
+            .call(Method::GET, &format!("/api/v1/devices/{id}"), &bob, None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(seen["status"], "online");
+        assert!(seen["last_seen_at"].is_string());
+
+        // Bad input: refused whole, nothing on the bus.
+        let other = edgewatch_protocol::DeviceId::new().to_string();
+        assert_eq!(
+            error_code(app.ingest(&id, &secret, &batch(&other, &[3])).await, StatusCode::FORBIDDEN)
+                .await,
+            "forbidden"
+        );
+        assert_eq!(
+            error_code(app.ingest(&id, "wrong", &batch(&id, &[3])).await, StatusCode::UNAUTHORIZED)
+                .await,
+            "invalid_device_credential"
+        );
+        assert_eq!(
+            app.ingest(&other, &secret, &batch(&other, &[3])).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            error_code(app.ingest(&id, &secret, b"{not json").await, StatusCode::BAD_REQUEST).await,
+            "malformed_json"
+        );
+        let invalid = app.ingest(&id, &secret, &batch(&id, &[5, 5])).await;
+        let body: Value = invalid.json().await.unwrap();
+        assert_eq!(
+            body["error"]["fields"]["readings[1].seq"],
+            "seq 5 appears more than once in the batch"
+        );
+        let huge = vec![b' '; edgewatch_protocol::limits::MAX_BATCH_BYTES + 1];
+        assert_eq!(app.ingest(&id, &secret, &huge).await.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let quiet = tokio::time::timeout(Duration::from_millis(500), app.telemetry.next()).await;
+        assert!(quiet.is_err(), "refused batches must not reach the bus");
+
+        // Rotation: the old secret stops at once; deletion: every secret stops.
+        let rotated: Value = app
+            .call(Method::POST, &format!("/api/v1/devices/{id}/credentials"), &bob, None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let new_secret = rotated["device_secret"].as_str().unwrap();
+        assert_eq!(
+            app.ingest(&id, &secret, &batch(&id, &[6])).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            app.ingest(&id, new_secret, &batch(&id, &[6])).await.status(),
+            StatusCode::ACCEPTED
+        );
+        app.call(Method::DELETE, &format!("/api/v1/devices/{id}"), &bob, None).await;
+        assert_eq!(
+            app.ingest(&id, new_secret, &batch(&id, &[7])).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+}
+
+#[tokio::test]
+async fn ingest_answers_503_when_the_bus_cannot_take_the_batch() {
+    let app = spawn_app(Shape::Distributed).await;
+    let bob = app.user("bob@example.com").await;
+    let (device, token) = app.device(&bob, json!({"name": "greenhouse"})).await;
+    let id = device["id"].as_str().unwrap().to_owned();
+    let enrolled: Value = app.enroll(&token).await.json().await.unwrap();
+    let secret = enrolled["device_secret"].as_str().unwrap();
+
+    // Take the bus away: delete the service's vhost, which closes its connections.
+    let vhost = app.amqp_url.as_deref().unwrap().rsplit('/').next().unwrap().to_owned();
+    let admin = edgewatch_common::testkit::services::require("EDGEWATCH_TEST_AMQP_ADMIN_URL");
+    let (scheme, rest) = admin.split_once("://").unwrap();
+    let (credentials, host) = rest.split_once('@').unwrap();
+    let (user, password) = credentials.split_once(':').unwrap();
+    let deleted = reqwest::Client::new()
+        .delete(format!("{scheme}://{host}/api/vhosts/{vhost}"))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success());
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = app.ingest(&id, secret, &batch(&id, &[1])).await;
+        if answer.status() == StatusCode::SERVICE_UNAVAILABLE {
+            assert!(answer.headers().contains_key("retry-after"));
+            assert_eq!(error_code(answer, StatusCode::SERVICE_UNAVAILABLE).await, "unavailable");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {} with the bus gone",
+            answer.status()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
