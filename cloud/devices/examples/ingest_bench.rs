@@ -62,7 +62,8 @@ async fn main() {
         bus_url: amqp.clone(),
         ..DevicesConfig::default()
     };
-    let devices = serve(edgewatch_devices::build(&config).await.unwrap().0, &shutdown).await;
+    let devices =
+        serve(edgewatch_devices::build(&config, &shutdown).await.unwrap().0, &shutdown).await;
 
     // Drain the queue as monitoring would.
     let bus = AmqpBus::connect(&amqp, Topology::standard()).await.unwrap();

@@ -18,6 +18,8 @@ pub struct DevicesConfig {
     /// This service's credential for signing's introspection. Required.
     pub service_token: String,
     pub enrollment_ttl_s: u64,
+    /// The broker to push configs to (`mqtt://host:port`); without it configs are served by HTTP only.
+    pub mqtt_url: Option<String>,
     /// What enrolled devices are told to connect to.
     pub public_mqtt_host: String,
     pub public_mqtt_port: u16,
@@ -35,6 +37,7 @@ impl Default for DevicesConfig {
             signing_url: "http://127.0.0.1:8080".into(),
             service_token: String::new(),
             enrollment_ttl_s: 24 * 3600,
+            mqtt_url: None,
             public_mqtt_host: "localhost".into(),
             public_mqtt_port: 1883,
             public_mqtt_tls: false,

@@ -107,6 +107,20 @@ pub fn check_metadata(
     Ok(metadata)
 }
 
+/// A device config: a JSON object of at most 64 KiB.
+pub fn check_config(
+    config: serde_json::Map<String, serde_json::Value>,
+) -> Result<serde_json::Map<String, serde_json::Value>, Invalid> {
+    let size = serde_json::to_vec(&config).map(|v| v.len()).unwrap_or(usize::MAX);
+    if size > 4 * MAX_METADATA_BYTES {
+        return Err((
+            "config",
+            format!("is {size} bytes as JSON; at most {}", 4 * MAX_METADATA_BYTES),
+        ));
+    }
+    Ok(config)
+}
+
 /// A new random secret (device secret or enrollment token) and its stored hash.
 pub fn new_secret() -> (String, String) {
     let secret = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());

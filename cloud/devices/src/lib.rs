@@ -3,14 +3,16 @@
 //! the device (API.md "Devices").
 //!
 //! Built so far: the registry store ([`repository`], PostgreSQL and SQLite), registry CRUD with
-//! ownership, search and cursor paging, one-time enrollment, secret rotation, and HTTP ingest.
-//! Still to come (devices issue): the MQTT bridge, status timeouts and `device.*` events through
-//! a transactional outbox, config push, the credential cache and the benchmarks.
+//! ownership, search and cursor paging, one-time enrollment, secret rotation, HTTP ingest, and
+//! versioned config pushed retained over MQTT. Still to come (devices issue): the MQTT ingest
+//! bridge, status timeouts and `device.*` events through a transactional outbox, the credential
+//! cache and the search benchmark.
 
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod mqtt;
 pub mod repository;
 pub mod service;
 
@@ -37,12 +39,17 @@ pub enum StartError {
     Database(#[from] repository::RepoError),
     #[error("cannot reach the message bus: {0}")]
     Bus(#[from] bus::BusError),
+    #[error("bad mqtt_url: {0}")]
+    Mqtt(String),
     #[error("cannot listen on {addr}: {cause}")]
     Listen { addr: std::net::SocketAddr, cause: std::io::Error },
 }
 
-/// The service's router and core.
-pub async fn build(config: &DevicesConfig) -> Result<(Router, Devices), StartError> {
+/// The service's router and core; background tasks (the MQTT client) end with `shutdown`.
+pub async fn build(
+    config: &DevicesConfig,
+    shutdown: &Shutdown,
+) -> Result<(Router, Devices), StartError> {
     if config.service_token.trim().is_empty() {
         return Err(StartError::NoServiceToken);
     }
@@ -56,8 +63,14 @@ pub async fn build(config: &DevicesConfig) -> Result<(Router, Devices), StartErr
         },
         http: service::HttpEndpoint { base_url: config.public_http_base_url.clone() },
     };
-    let devices =
-        Devices::new(repo, bus, Duration::from_secs(config.enrollment_ttl_s.max(1)), endpoints);
+    let mqtt = match &config.mqtt_url {
+        Some(url) => {
+            Some(mqtt::ConfigPublisher::start(url, shutdown.clone()).map_err(StartError::Mqtt)?)
+        }
+        None => None,
+    };
+    let ttl = Duration::from_secs(config.enrollment_ttl_s.max(1));
+    let devices = Devices::new(repo, bus, ttl, endpoints, mqtt);
     let readiness = {
         let (repo, bus) = (Arc::clone(&devices.repo), Arc::clone(&devices.bus));
         Readiness::new()
@@ -77,7 +90,7 @@ pub async fn build(config: &DevicesConfig) -> Result<(Router, Devices), StartErr
 
 /// Runs the service until `shutdown` fires.
 pub async fn serve(config: DevicesConfig, shutdown: Shutdown) -> Result<(), StartError> {
-    let (router, _) = build(&config).await?;
+    let (router, _) = build(&config, &shutdown).await?;
     let addr = config.http.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -7,13 +7,14 @@ use edgewatch_common::{
     auth::Principal,
     bus::{Bus, Message},
 };
-use edgewatch_protocol::{Batch, DeviceId, DeviceRecord, DeviceStatus, Timestamp};
+use edgewatch_protocol::{Batch, ConfigMessage, DeviceId, DeviceRecord, DeviceStatus, Timestamp};
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use crate::{
     domain::{self, DeviceInput, DevicePatch, hash_secret, new_secret},
     error::DevicesError,
+    mqtt::ConfigPublisher,
     repository::{DeviceRepository, ListQuery},
 };
 
@@ -71,12 +72,23 @@ pub struct Search {
     pub cursor: Option<DeviceId>,
 }
 
+/// A device's configuration: `GET/PUT /devices/{id}/config`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ConfigView {
+    pub version: u64,
+    #[schema(value_type = Object)]
+    pub config: serde_json::Map<String, serde_json::Value>,
+    #[schema(value_type = Option<String>)]
+    pub updated_at: Option<Timestamp>,
+}
+
 #[derive(Clone)]
 pub struct Devices {
     pub(crate) repo: Arc<dyn DeviceRepository>,
     pub(crate) bus: Arc<dyn Bus>,
     enrollment_ttl: Duration,
     endpoints: Endpoints,
+    mqtt: Option<ConfigPublisher>,
 }
 
 fn owned(principal: &Principal, record: &DeviceRecord) -> Result<(), DevicesError> {
@@ -97,8 +109,9 @@ impl Devices {
         bus: Arc<dyn Bus>,
         enrollment_ttl: Duration,
         endpoints: Endpoints,
+        mqtt: Option<ConfigPublisher>,
     ) -> Self {
-        Self { repo, bus, enrollment_ttl, endpoints }
+        Self { repo, bus, enrollment_ttl, endpoints, mqtt }
     }
 
     /// The bus telemetry goes to (tests and `edgewatch up` consume from it).
@@ -217,6 +230,53 @@ impl Devices {
             return Err(DevicesError::NotFound);
         }
         Ok(secret)
+    }
+
+    pub async fn config(
+        &self,
+        principal: &Principal,
+        id: DeviceId,
+    ) -> Result<ConfigView, DevicesError> {
+        self.get(principal, id).await?;
+        let stored = self.repo.config(id).await?.ok_or(DevicesError::NotFound)?;
+        Ok(ConfigView {
+            version: stored.version,
+            config: stored.config,
+            updated_at: stored.updated_at,
+        })
+    }
+
+    /// Stores a new config version and pushes it to the device (retained on its config topic).
+    pub async fn set_config(
+        &self,
+        principal: &Principal,
+        id: DeviceId,
+        config: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<ConfigView, DevicesError> {
+        self.get(principal, id).await?;
+        let config = domain::check_config(config).map_err(invalid)?;
+        let now = Timestamp::now();
+        let version =
+            self.repo.set_config(id, &config, now).await?.ok_or(DevicesError::NotFound)?;
+        if let Some(mqtt) = &self.mqtt {
+            let message = ConfigMessage { version, config: config.clone() };
+            // The registry holds it either way: devices also fetch it on connect or by HTTP.
+            if let Err(err) = mqtt.publish(id, &message).await {
+                tracing::warn!(%err, device_id = %id, version, "Could not push the config over MQTT");
+            }
+        }
+        Ok(ConfigView { version, config, updated_at: Some(now) })
+    }
+
+    /// The device's own view of its config (device credential).
+    pub async fn current_config(
+        &self,
+        id: DeviceId,
+        secret: &str,
+    ) -> Result<ConfigMessage, DevicesError> {
+        self.authenticate(id, secret).await?;
+        let stored = self.repo.config(id).await?.ok_or(DevicesError::BadDeviceCredential)?;
+        Ok(ConfigMessage { version: stored.version, config: stored.config })
     }
 
     /// Trades an enrollment token for the device's id and secret.

@@ -14,13 +14,15 @@ use edgewatch_common::{
     auth::{Authenticated, TokenVerifier, bearer},
     http::{ApiJson, request_id},
 };
-use edgewatch_protocol::{DeviceId, DeviceRecord, DeviceStatus, limits::MAX_BATCH_BYTES};
+use edgewatch_protocol::{
+    ConfigMessage, DeviceId, DeviceRecord, DeviceStatus, limits::MAX_BATCH_BYTES,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 
 use crate::{
     domain::{DeviceInput, DevicePatch},
-    service::{Devices, Enrolled, Ingested, Page, Search},
+    service::{ConfigView, Devices, Enrolled, Ingested, Page, Search},
 };
 
 pub const MAX_PAGE: usize = 500;
@@ -44,6 +46,8 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/v1/devices/enroll", post(enroll))
         .route("/api/v1/devices/{id}", get(read).patch(patch).delete(remove))
         .route("/api/v1/devices/{id}/credentials", post(rotate))
+        .route("/api/v1/devices/{id}/config", get(read_config).put(write_config))
+        .route("/api/v1/devices/{id}/config/current", get(current_config))
         .route(
             "/api/v1/devices/{id}/telemetry",
             // A batch is at most 1 MiB: anything bigger is refused before it is buffered.
@@ -166,6 +170,42 @@ async fn rotate(
 ) -> Result<Json<Secret>, ApiError> {
     let device_secret = state.devices.rotate_secret(&principal, device_id(&id)?).await?;
     Ok(Json(Secret { device_secret }))
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}/config", security(("bearer" = [])), responses((status = 200, body = ConfigView)))]
+async fn read_config(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<ConfigView>, ApiError> {
+    Ok(Json(state.devices.config(&principal, device_id(&id)?).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct ConfigBody {
+    #[schema(value_type = Object)]
+    config: serde_json::Map<String, serde_json::Value>,
+}
+
+#[utoipa::path(put, path = "/api/v1/devices/{id}/config", request_body = ConfigBody, security(("bearer" = [])),
+    responses((status = 200, body = ConfigView, description = "stored as a new version and pushed to the device")))]
+async fn write_config(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ConfigBody>,
+) -> Result<Json<ConfigView>, ApiError> {
+    Ok(Json(state.devices.set_config(&principal, device_id(&id)?, body.config).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}/config/current", security(("device" = [])),
+    responses((status = 200, description = "`{version, config}` for HTTP-only agents"), (status = 401)))]
+async fn current_config(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    DeviceSecret(secret): DeviceSecret,
+) -> Result<Json<ConfigMessage>, ApiError> {
+    Ok(Json(state.devices.current_config(device_id(&id)?, &secret).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

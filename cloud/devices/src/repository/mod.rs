@@ -27,6 +27,14 @@ pub struct StoredDevice {
     pub secret_hash: Option<String>,
 }
 
+/// A device's configuration as last set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredConfig {
+    pub version: u64,
+    pub config: serde_json::Map<String, serde_json::Value>,
+    pub updated_at: Option<Timestamp>,
+}
+
 /// What to list. `owner: None` lists every owner's devices (admins).
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
@@ -65,6 +73,14 @@ pub trait DeviceRepository: Send + Sync + 'static {
     ) -> Result<Option<DeviceId>, RepoError>;
     /// Replaces the device's secret hash; false if the device is gone.
     async fn set_secret(&self, id: DeviceId, secret_hash: &str) -> Result<bool, RepoError>;
+    /// Replaces the configuration and bumps its version; `None` if the device is gone.
+    async fn set_config(
+        &self,
+        id: DeviceId,
+        config: &serde_json::Map<String, serde_json::Value>,
+        at: Timestamp,
+    ) -> Result<Option<u64>, RepoError>;
+    async fn config(&self, id: DeviceId) -> Result<Option<StoredConfig>, RepoError>;
     /// Records traffic from the device: online, last seen at `at`.
     async fn mark_seen(&self, id: DeviceId, at: Timestamp) -> Result<(), RepoError>;
     async fn ping(&self) -> Result<(), RepoError>;
@@ -184,4 +200,20 @@ impl Row {
 
 fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+/// Reads `(config_version, config, config_updated_at_ms)` text columns into a [`StoredConfig`].
+fn stored_config(
+    version: i64,
+    config: &str,
+    updated_at_ms: Option<i64>,
+) -> Result<StoredConfig, RepoError> {
+    let corrupt = |what: &str| RepoError::Corrupt(format!("device {what}"));
+    Ok(StoredConfig {
+        version: u64::try_from(version).map_err(|_| corrupt("config_version"))?,
+        config: serde_json::from_str(config).map_err(|_| corrupt("config"))?,
+        updated_at: updated_at_ms
+            .map(|ms| Timestamp::from_millis(ms).map_err(|_| corrupt("config time")))
+            .transpose()?,
+    })
 }

@@ -10,8 +10,8 @@ use sqlx::{
 };
 
 use super::{
-    COLUMNS, DeviceRepository, ListQuery, RepoError, Row, StoredDevice, json, like_pattern,
-    status_str, unavailable,
+    COLUMNS, DeviceRepository, ListQuery, RepoError, Row, StoredConfig, StoredDevice, json,
+    like_pattern, status_str, stored_config, unavailable,
 };
 
 pub struct SqliteDevices {
@@ -168,6 +168,36 @@ impl DeviceRepository for SqliteDevices {
             .await
             .map_err(unavailable)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_config(
+        &self,
+        id: DeviceId,
+        config: &serde_json::Map<String, serde_json::Value>,
+        at: Timestamp,
+    ) -> Result<Option<u64>, RepoError> {
+        let version: Option<i64> = sqlx::query_scalar(
+            "UPDATE devices SET config = ?, config_version = config_version + 1, config_updated_at_ms = ? \
+             WHERE id = ? RETURNING config_version",
+        )
+        .bind(json(config))
+        .bind(at.as_millis())
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(version.and_then(|v| u64::try_from(v).ok()))
+    }
+
+    async fn config(&self, id: DeviceId) -> Result<Option<StoredConfig>, RepoError> {
+        let row: Option<(i64, String, Option<i64>)> = sqlx::query_as(
+            "SELECT config_version, config, config_updated_at_ms FROM devices WHERE id = ?",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        row.map(|(v, c, at)| stored_config(v, &c, at)).transpose()
     }
 
     async fn mark_seen(&self, id: DeviceId, at: Timestamp) -> Result<(), RepoError> {

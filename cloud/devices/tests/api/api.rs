@@ -299,3 +299,116 @@ async fn ingest_answers_503_when_the_bus_cannot_take_the_batch() {
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
+
+/// What a new subscriber to a device's config topic gets first: the broker's retained message.
+/// Retries with fresh subscribers until the retained message has `version` (the push travels
+/// through the service's MQTT client asynchronously).
+async fn retained_config(device_id: &str, version: u64) -> Value {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let url = edgewatch_common::testkit::services::require("EDGEWATCH_TEST_MQTT_URL");
+    let (host, port) = url.trim_start_matches("mqtt://").rsplit_once(':').unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for attempt in 0.. {
+        let client_id = format!("test-{}-{attempt}", &device_id[..8]);
+        let mut options = MqttOptions::new(client_id, host, port.parse().unwrap());
+        options.set_keep_alive(Duration::from_secs(10));
+        let (client, mut events) = AsyncClient::new(options, 16);
+        client
+            .subscribe(format!("edgewatch/v1/devices/{device_id}/config"), QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                if let Event::Incoming(Packet::Publish(publish)) = events.poll().await.unwrap() {
+                    return publish;
+                }
+            }
+        })
+        .await;
+        let _ = client.disconnect().await;
+        if let Ok(publish) = first {
+            let message: Value = serde_json::from_slice(&publish.payload).unwrap();
+            if publish.retain && message["version"].as_u64() == Some(version) {
+                return message;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no retained config version {version} for {device_id}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    unreachable!()
+}
+
+#[tokio::test]
+async fn config_is_versioned_pushed_retained_and_served_to_the_device() {
+    for shape in SHAPES {
+        let app = spawn_app(shape).await;
+        let bob = app.user("bob@example.com").await;
+        let carl = app.user("carl@example.com").await;
+        let (device, token) = app.device(&bob, json!({"name": "greenhouse"})).await;
+        let id = device["id"].as_str().unwrap().to_owned();
+        let path = format!("/api/v1/devices/{id}/config");
+        let empty: Value = app.call(Method::GET, &path, &bob, None).await.json().await.unwrap();
+        assert_eq!(
+            (empty["version"].as_u64(), &empty["config"]),
+            (Some(0), &json!({})),
+            "{shape:?}"
+        );
+
+        for (version, interval) in [(1, 10), (2, 5)] {
+            let put = app
+                .call(Method::PUT, &path, &bob, Some(json!({"config": {"interval_s": interval}})))
+                .await;
+            let view: Value = put.json().await.unwrap();
+            assert_eq!(
+                (view["version"].as_u64(), &view["config"]),
+                (Some(version), &json!({"interval_s": interval}))
+            );
+            assert!(view["updated_at"].is_string());
+        }
+        let pushed = retained_config(&id, 2).await;
+        assert_eq!(
+            pushed,
+            json!({"version": 2, "config": {"interval_s": 5}}),
+            "a late subscriber gets the newest"
+        );
+
+        let enrolled: Value = app.enroll(&token).await.json().await.unwrap();
+        let secret = enrolled["device_secret"].as_str().unwrap();
+        let current = app
+            .client
+            .get(app.url(&format!("{path}/current")))
+            .bearer_auth(secret)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            current.json::<Value>().await.unwrap(),
+            json!({"version": 2, "config": {"interval_s": 5}})
+        );
+        let refused = app
+            .client
+            .get(app.url(&format!("{path}/current")))
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+
+        assert_eq!(
+            app.call(Method::PUT, &path, &carl, Some(json!({"config": {}}))).await.status(),
+            StatusCode::FORBIDDEN
+        );
+        let not_object = app.call(Method::PUT, &path, &bob, Some(json!({"config": [1, 2]}))).await;
+        assert_eq!(not_object.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let record: Value = app
+            .call(Method::GET, &format!("/api/v1/devices/{id}"), &bob, None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(record["config_version"], 2);
+    }
+}

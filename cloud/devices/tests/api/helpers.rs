@@ -59,6 +59,7 @@ pub async fn spawn_app(shape: Shape) -> TestApp {
         signing_url: signing.clone(),
         service_token: SERVICE_TOKEN.into(),
         public_http_base_url: "http://edge.example:8080".into(),
+        mqtt_url: Some(services::require("EDGEWATCH_TEST_MQTT_URL")),
         ..DevicesConfig::default()
     };
     let mut amqp_url = None;
@@ -71,7 +72,7 @@ pub async fn spawn_app(shape: Shape) -> TestApp {
             amqp_url = Some(url);
         }
     }
-    let (router, core) = edgewatch_devices::build(&config).await.expect("devices");
+    let (router, core) = edgewatch_devices::build(&config, &shutdown).await.expect("devices");
     let bus: Arc<dyn Bus> = match &amqp_url {
         Some(url) => Arc::new(AmqpBus::connect(url, Topology::standard()).await.unwrap()),
         None => core.bus(),
