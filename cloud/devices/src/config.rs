@@ -13,6 +13,10 @@ pub struct DevicesConfig {
     pub database_url: String,
     /// `amqp://...` or `memory://`.
     pub bus_url: String,
+    /// `redis://...` or `memory://`: the device-credential cache.
+    pub cache_url: String,
+    /// Prefix of this deployment's keys in a shared Redis.
+    pub cache_namespace: String,
     /// The signing service, for token verification (JWKS and introspection).
     pub signing_url: String,
     /// This service's credential for signing's introspection. Required.
@@ -34,6 +38,8 @@ impl Default for DevicesConfig {
             log: LogConfig::default(),
             database_url: "sqlite://edgewatch-data/devices.db".into(),
             bus_url: "memory://".into(),
+            cache_url: "memory://".into(),
+            cache_namespace: "edgewatch:".into(),
             signing_url: "http://127.0.0.1:8080".into(),
             service_token: String::new(),
             enrollment_ttl_s: 24 * 3600,

@@ -5,8 +5,8 @@
 //! Built so far: the registry store ([`repository`], PostgreSQL and SQLite), registry CRUD with
 //! ownership, search and cursor paging, one-time enrollment, secret rotation, HTTP ingest, and
 //! versioned config pushed retained over MQTT. Still to come (devices issue): the MQTT ingest
-//! bridge, status timeouts and `device.*` events through a transactional outbox, the credential
-//! cache and the search benchmark.
+//! bridge, status timeouts and `device.*` events through a transactional outbox, and the search
+//! benchmark.
 
 pub mod config;
 pub mod domain;
@@ -22,6 +22,7 @@ use axum::Router;
 use edgewatch_common::{
     auth::HttpVerifier,
     bus::{self, Topology},
+    cache,
     http::{Readiness, serve as serve_http, service_router},
     shutdown::Shutdown,
 };
@@ -39,6 +40,8 @@ pub enum StartError {
     Database(#[from] repository::RepoError),
     #[error("cannot reach the message bus: {0}")]
     Bus(#[from] bus::BusError),
+    #[error("cannot reach the cache: {0}")]
+    Cache(#[from] cache::CacheError),
     #[error("bad mqtt_url: {0}")]
     Mqtt(String),
     #[error("cannot listen on {addr}: {cause}")]
@@ -70,7 +73,8 @@ pub async fn build(
         None => None,
     };
     let ttl = Duration::from_secs(config.enrollment_ttl_s.max(1));
-    let devices = Devices::new(repo, bus, ttl, endpoints, mqtt);
+    let credentials = cache::connect(&config.cache_url, &config.cache_namespace).await?;
+    let devices = Devices::new(repo, bus, ttl, endpoints, mqtt, credentials);
     let readiness = {
         let (repo, bus) = (Arc::clone(&devices.repo), Arc::clone(&devices.bus));
         Readiness::new()

@@ -6,6 +6,7 @@ use std::{sync::Arc, time::Duration};
 use edgewatch_common::{
     auth::Principal,
     bus::{Bus, Message},
+    cache::Cache,
 };
 use edgewatch_protocol::{Batch, ConfigMessage, DeviceId, DeviceRecord, DeviceStatus, Timestamp};
 use serde::Serialize;
@@ -89,6 +90,15 @@ pub struct Devices {
     enrollment_ttl: Duration,
     endpoints: Endpoints,
     mqtt: Option<ConfigPublisher>,
+    /// Device secret hashes by id, for the credential check on every ingest request.
+    credentials: Arc<dyn Cache>,
+}
+
+/// How long a cached secret hash is trusted; rotation and deletion evict it at once.
+const CREDENTIAL_TTL: Duration = Duration::from_secs(60);
+
+fn credential_key(id: DeviceId) -> String {
+    format!("device:secret:{id}")
 }
 
 fn owned(principal: &Principal, record: &DeviceRecord) -> Result<(), DevicesError> {
@@ -110,8 +120,18 @@ impl Devices {
         enrollment_ttl: Duration,
         endpoints: Endpoints,
         mqtt: Option<ConfigPublisher>,
+        credentials: Arc<dyn Cache>,
     ) -> Self {
-        Self { repo, bus, enrollment_ttl, endpoints, mqtt }
+        Self { repo, bus, enrollment_ttl, endpoints, mqtt, credentials }
+    }
+
+    /// Evicts a device's cached credential. Failing to is an error: a stale entry would let an
+    /// old secret work until it expires.
+    async fn forget_credential(&self, id: DeviceId) -> Result<(), DevicesError> {
+        self.credentials.delete(&credential_key(id)).await.map_err(|e| DevicesError::Unavailable {
+            dependency: "the credential cache",
+            cause: e.to_string(),
+        })
     }
 
     /// The bus telemetry goes to (tests and `edgewatch up` consume from it).
@@ -213,7 +233,10 @@ impl Devices {
     /// Deletes a device; its credentials stop working with it.
     pub async fn delete(&self, principal: &Principal, id: DeviceId) -> Result<(), DevicesError> {
         self.get(principal, id).await?;
+        // Evict before and after: an ingest in between could re-cache the old secret.
+        self.forget_credential(id).await?;
         self.repo.delete(id).await?;
+        self.forget_credential(id).await?;
         tracing::info!(device_id = %id, "Device deleted");
         Ok(())
     }
@@ -226,9 +249,11 @@ impl Devices {
     ) -> Result<String, DevicesError> {
         self.get(principal, id).await?;
         let (secret, hash) = new_secret();
+        self.forget_credential(id).await?;
         if !self.repo.set_secret(id, &hash).await? {
             return Err(DevicesError::NotFound);
         }
+        self.forget_credential(id).await?;
         Ok(secret)
     }
 
@@ -296,11 +321,29 @@ impl Devices {
         })
     }
 
-    /// Checks a device credential; unknown devices and wrong secrets look the same.
+    /// Checks a device credential; unknown devices and wrong secrets look the same. The hash
+    /// comes from the cache when it can (a cache outage falls back to the database).
     pub async fn authenticate(&self, id: DeviceId, secret: &str) -> Result<(), DevicesError> {
-        let stored = self.repo.get(id).await?;
+        let key = credential_key(id);
+        let cached = match self.credentials.get(&key).await {
+            Ok(hit) => hit.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+            Err(err) => {
+                tracing::warn!(%err, "Credential cache unavailable; asking the database");
+                None
+            }
+        };
+        let stored = match cached {
+            Some(hash) => Some(hash),
+            None => {
+                let hash = self.repo.get(id).await?.and_then(|d| d.secret_hash);
+                if let Some(hash) = &hash {
+                    let _ = self.credentials.set(&key, hash.clone().into(), CREDENTIAL_TTL).await;
+                }
+                hash
+            }
+        };
         let presented = hash_secret(secret);
-        match stored.and_then(|d| d.secret_hash) {
+        match stored {
             Some(hash) if bool::from(hash.as_bytes().ct_eq(presented.as_bytes())) => Ok(()),
             _ => Err(DevicesError::BadDeviceCredential),
         }

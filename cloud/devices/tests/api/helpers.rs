@@ -69,6 +69,8 @@ pub async fn spawn_app(shape: Shape) -> TestApp {
             config.database_url = services::postgres_database().await;
             let url = services::amqp_vhost().await;
             config.bus_url = url.clone();
+            config.cache_url = services::require("EDGEWATCH_TEST_REDIS_URL");
+            config.cache_namespace = format!("test:{}:", edgewatch_protocol::DeviceId::new());
             amqp_url = Some(url);
         }
     }
