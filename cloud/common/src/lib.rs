@@ -10,9 +10,11 @@
 //!   joins with the monitoring service). Each port has one conformance suite in `testkit`.
 
 pub mod auth;
+pub mod binary;
 pub mod bus;
 pub mod cache;
 pub mod config;
+pub mod db;
 pub mod http;
 pub mod observability;
 pub mod shutdown;

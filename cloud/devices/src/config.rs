@@ -51,3 +51,9 @@ impl Default for DevicesConfig {
         }
     }
 }
+
+impl edgewatch_common::binary::ServiceConfig for DevicesConfig {
+    fn log(&self) -> &LogConfig {
+        &self.log
+    }
+}

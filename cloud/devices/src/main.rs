@@ -5,7 +5,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
-use edgewatch_common::{config, observability, shutdown};
+use edgewatch_common::binary;
 use edgewatch_devices::DevicesConfig;
 
 #[derive(Parser)]
@@ -23,19 +23,10 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let config: DevicesConfig = match config::load(args.config.as_deref()) {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("edgewatch-devices: {err}");
-            return ExitCode::from(2);
-        }
-    };
-    observability::init_tracing(&config.log);
-    match edgewatch_devices::serve(config, shutdown::on_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("edgewatch-devices: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    binary::run::<DevicesConfig, _, _, _>(
+        "edgewatch-devices",
+        args.config.as_deref(),
+        edgewatch_devices::serve,
+    )
+    .await
 }

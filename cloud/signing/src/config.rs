@@ -56,3 +56,9 @@ impl Default for SigningConfig {
         }
     }
 }
+
+impl edgewatch_common::binary::ServiceConfig for SigningConfig {
+    fn log(&self) -> &LogConfig {
+        &self.log
+    }
+}

@@ -5,7 +5,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
-use edgewatch_common::{config, observability, shutdown};
+use edgewatch_common::binary;
 use edgewatch_signing::SigningConfig;
 
 #[derive(Parser)]
@@ -15,7 +15,7 @@ use edgewatch_signing::SigningConfig;
     about = "The edgewatch signing service: accounts, sign-in, tokens"
 )]
 struct Args {
-    /// A TOML file with the service's settings (see docs/signing.md).
+    /// A TOML file with the service's settings.
     #[arg(long, env = "EDGEWATCH_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -23,19 +23,10 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let config: SigningConfig = match config::load(args.config.as_deref()) {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("edgewatch-signing: {err}");
-            return ExitCode::from(2);
-        }
-    };
-    observability::init_tracing(&config.log);
-    match edgewatch_signing::serve(config, shutdown::on_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("edgewatch-signing: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    binary::run::<SigningConfig, _, _, _>(
+        "edgewatch-signing",
+        args.config.as_deref(),
+        edgewatch_signing::serve,
+    )
+    .await
 }

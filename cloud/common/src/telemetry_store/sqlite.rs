@@ -7,18 +7,11 @@
 //! trips would cap the store far below the consumer's rate. Writes are serialized in-process
 //! (SQLite has one writer anyway); reads run concurrently thanks to WAL.
 
-use std::{
-    collections::{BTreeMap, HashSet},
-    str::FromStr,
-    time::Duration,
-};
+use std::collections::{BTreeMap, HashSet};
 
 use async_trait::async_trait;
 use edgewatch_protocol::{Batch, DeviceId, MetricName, Reading, Seq, Timestamp};
-use sqlx::{
-    QueryBuilder, Row, Sqlite, SqlitePool,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use tokio::sync::Mutex;
 
 use super::{
@@ -50,17 +43,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://path/to/file.db`) and brings
     /// its schema up to date.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(unavailable)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(unavailable)?;
+        let pool = crate::db::sqlite(url, 4).await.map_err(unavailable)?;
         sqlx::migrate!("./migrations/telemetry-sqlite").run(&pool).await.map_err(|e| {
             StoreError::Unavailable(format!("cannot migrate the telemetry database: {e}"))
         })?;

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use edgewatch_protocol::{DeviceId, DeviceRecord, Timestamp};
-use sqlx::{PgPool, Postgres, QueryBuilder, postgres::PgPoolOptions};
+use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use super::{
     COLUMNS, DeviceRepository, ListQuery, RepoError, Row, StoredConfig, StoredDevice, json,
@@ -23,12 +23,7 @@ fn select() -> String {
 
 impl PostgresDevices {
     pub async fn connect(url: &str) -> Result<Self, RepoError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(std::time::Duration::from_secs(3))
-            .connect(url)
-            .await
-            .map_err(unavailable)?;
+        let pool = edgewatch_common::db::postgres(url, 16).await.map_err(unavailable)?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(|e| {
             RepoError::Unavailable(format!("cannot migrate the device database: {e}"))
         })?;

@@ -1,13 +1,8 @@
 //! The registry in SQLite for the embedded shape. Tags are a JSON array queried with `json_each`.
 
-use std::str::FromStr;
-
 use async_trait::async_trait;
 use edgewatch_protocol::{DeviceId, DeviceRecord, Timestamp};
-use sqlx::{
-    QueryBuilder, Sqlite, SqlitePool,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
-};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::{
     COLUMNS, DeviceRepository, ListQuery, RepoError, Row, StoredConfig, StoredDevice, json,
@@ -24,16 +19,7 @@ fn select() -> String {
 
 impl SqliteDevices {
     pub async fn connect(url: &str) -> Result<Self, RepoError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(unavailable)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(std::time::Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(unavailable)?;
+        let pool = edgewatch_common::db::sqlite(url, 4).await.map_err(unavailable)?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(|e| {
             RepoError::Unavailable(format!("cannot migrate the device database: {e}"))
         })?;

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use edgewatch_protocol::UserId;
-use sqlx::{PgPool, postgres::PgPoolOptions};
+use sqlx::PgPool;
 
 use super::{RepoError, Row, UserRepository, unavailable};
 use crate::domain::{Email, NewUser, User};
@@ -16,12 +16,7 @@ const COLUMNS: &str = "id::text, email, name, role, password_hash, created_at_ms
 
 impl PostgresUsers {
     pub async fn connect(url: &str) -> Result<Self, RepoError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(std::time::Duration::from_secs(3))
-            .connect(url)
-            .await
-            .map_err(unavailable)?;
+        let pool = edgewatch_common::db::postgres(url, 16).await.map_err(unavailable)?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(|e| {
             RepoError::Unavailable(format!("cannot migrate the account database: {e}"))
         })?;

@@ -1,14 +1,9 @@
 //! Accounts in SQLite for the embedded shape. SQLite runs one writer at a time, so the
 //! first-account-is-admin rule is atomic inside the single insert statement.
 
-use std::str::FromStr;
-
 use async_trait::async_trait;
 use edgewatch_protocol::UserId;
-use sqlx::{
-    SqlitePool,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
-};
+use sqlx::SqlitePool;
 
 use super::{RepoError, Row, UserRepository, unavailable};
 use crate::domain::{Email, NewUser, User};
@@ -21,16 +16,7 @@ const COLUMNS: &str = "id, email, name, role, password_hash, created_at_ms";
 
 impl SqliteUsers {
     pub async fn connect(url: &str) -> Result<Self, RepoError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(unavailable)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(std::time::Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(unavailable)?;
+        let pool = edgewatch_common::db::sqlite(url, 4).await.map_err(unavailable)?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(|e| {
             RepoError::Unavailable(format!("cannot migrate the account database: {e}"))
         })?;
