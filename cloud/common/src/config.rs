@@ -43,6 +43,12 @@ where
     figment.merge(env).extract().map_err(|e| ConfigError(Box::new(e)))
 }
 
+/// The scheme of a backing-service URL (`postgres`, `sqlite`, `amqp`, `redis`, `memory`, ...),
+/// which picks the adapter. `sqlite::memory:`-style URLs without `//` count too.
+pub fn url_scheme(url: &str) -> Option<&str> {
+    url.split_once("://").or_else(|| url.split_once(':')).map(|(scheme, _)| scheme)
+}
+
 /// Where a service listens.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

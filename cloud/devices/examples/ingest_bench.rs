@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use edgewatch_common::{
     bus::{Bus, Topology, amqp::AmqpBus},
     shutdown::Shutdown,
-    testkit::services,
+    testkit::{serve_on_loopback, services},
 };
 use edgewatch_devices::DevicesConfig;
 use edgewatch_protocol::MONITORING_QUEUE;
@@ -19,13 +19,6 @@ use edgewatch_signing::SigningConfig;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "bench-service-token-0123456789";
-
-async fn serve(router: axum::Router, shutdown: &Shutdown) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(edgewatch_common::http::serve(listener, router, shutdown.clone()));
-    base
-}
 
 fn batch(device_id: &str, first_seq: u64) -> Vec<u8> {
     let readings: Vec<Value> = (0..100)
@@ -53,7 +46,8 @@ async fn main() {
         ..SigningConfig::default()
     };
     let signing =
-        serve(edgewatch_signing::build(&signing_config).await.unwrap().0, &shutdown).await;
+        serve_on_loopback(edgewatch_signing::build(&signing_config).await.unwrap().0, &shutdown)
+            .await;
     let amqp = services::amqp_vhost().await;
     let config = DevicesConfig {
         signing_url: signing.clone(),
@@ -63,7 +57,8 @@ async fn main() {
         ..DevicesConfig::default()
     };
     let devices =
-        serve(edgewatch_devices::build(&config, &shutdown).await.unwrap().0, &shutdown).await;
+        serve_on_loopback(edgewatch_devices::build(&config, &shutdown).await.unwrap().0, &shutdown)
+            .await;
 
     // Drain the queue as monitoring would.
     let bus = AmqpBus::connect(&amqp, Topology::standard()).await.unwrap();

@@ -15,7 +15,7 @@ use std::{
 use edgewatch_common::{
     auth::{HttpVerifier, TokenVerifier, verify_access},
     shutdown::Shutdown,
-    testkit::services,
+    testkit::{serve_on_loopback, services},
 };
 use edgewatch_signing::{SigningConfig, build, domain::Password, passwords::Hasher};
 use serde_json::{Value, json};
@@ -66,10 +66,8 @@ async fn main() {
         ..SigningConfig::default()
     };
     let (router, _) = build(&config).await.expect("build");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = Shutdown::new();
-    tokio::spawn(edgewatch_common::http::serve(listener, router, shutdown.clone()));
+    let base = serve_on_loopback(router, &shutdown).await;
     let http = reqwest::Client::new();
     for i in 0..CLIENTS {
         let body =

@@ -133,7 +133,7 @@ pub trait Bus: Send + Sync + 'static {
 
 /// Picks the adapter by URL scheme: `amqp://`/`amqps://` (RabbitMQ) or `memory://` (in-process).
 pub async fn connect(url: &str, topology: Topology) -> Result<Arc<dyn Bus>, BusError> {
-    match url.split_once("://").map(|(scheme, _)| scheme) {
+    match crate::config::url_scheme(url) {
         Some("amqp" | "amqps") => Ok(Arc::new(amqp::AmqpBus::connect(url, topology).await?)),
         Some("memory") => Ok(Arc::new(memory::MemoryBus::new(topology, memory::DEFAULT_CAPACITY))),
         _ => Err(BusError::UnsupportedUrl(url.chars().take(64).collect())),

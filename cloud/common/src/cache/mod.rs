@@ -43,7 +43,7 @@ pub trait Cache: Send + Sync + 'static {
 
 /// Picks the adapter by URL scheme; Redis keys are prefixed with `namespace` (e.g. `edgewatch:`).
 pub async fn connect(url: &str, namespace: &str) -> Result<Arc<dyn Cache>, CacheError> {
-    match url.split_once("://").map(|(scheme, _)| scheme) {
+    match crate::config::url_scheme(url) {
         Some("memory") => Ok(Arc::new(memory::MemoryCache::new(memory::DEFAULT_MAX_ENTRIES))),
         Some("redis" | "rediss") => {
             Ok(Arc::new(self::redis::RedisCache::connect(url, namespace).await?))

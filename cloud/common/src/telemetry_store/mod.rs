@@ -238,7 +238,7 @@ pub trait TelemetryStore: Send + Sync + 'static {
 
 /// Picks the adapter by URL scheme.
 pub async fn connect(url: &str) -> Result<Arc<dyn TelemetryStore>, StoreError> {
-    match url.split_once("://").map(|(scheme, _)| scheme) {
+    match crate::config::url_scheme(url) {
         Some("sqlite") => Ok(Arc::new(sqlite::SqliteStore::open(url).await?)),
         _ => Err(StoreError::UnsupportedUrl(url.chars().take(64).collect())),
     }

@@ -5,3 +5,19 @@
 
 pub mod conformance;
 pub mod services;
+
+/// Serves `router` on a free loopback port until `shutdown`; returns its base URL
+/// (`http://127.0.0.1:PORT`). Tests and benchmarks start services this way.
+///
+/// # Panics
+/// When no loopback port can be bound.
+pub async fn serve_on_loopback(
+    router: axum::Router,
+    shutdown: &crate::shutdown::Shutdown,
+) -> String {
+    let listener =
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+    let base = format!("http://{}", listener.local_addr().expect("a bound address"));
+    tokio::spawn(crate::http::serve(listener, router, shutdown.clone()));
+    base
+}

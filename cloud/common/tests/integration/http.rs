@@ -10,6 +10,7 @@ use edgewatch_common::{
     ApiError,
     http::{ApiJson, Readiness, serve, service_router},
     shutdown::Shutdown,
+    testkit::serve_on_loopback,
 };
 use edgewatch_protocol::Batch;
 use serde::Deserialize;
@@ -55,10 +56,8 @@ async fn spawn_app() -> App {
         .route("/api/v1/ingest", post(ingest))
         .route("/api/v1/boom", post(boom));
     let router = service_router("test", api, readiness, 64 * 1024);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = Shutdown::new();
-    tokio::spawn(serve(listener, router, shutdown.clone()));
+    let base = serve_on_loopback(router, &shutdown).await;
     App { base, healthy, shutdown, client: reqwest::Client::new() }
 }
 

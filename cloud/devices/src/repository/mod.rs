@@ -87,11 +87,7 @@ pub trait DeviceRepository: Send + Sync + 'static {
 }
 
 pub async fn connect(url: &str) -> Result<Arc<dyn DeviceRepository>, RepoError> {
-    match url
-        .split_once("://")
-        .map(|(scheme, _)| scheme)
-        .or_else(|| url.split_once(':').map(|(s, _)| s))
-    {
+    match edgewatch_common::config::url_scheme(url) {
         Some("postgres" | "postgresql") => {
             Ok(Arc::new(postgres::PostgresDevices::connect(url).await?))
         }

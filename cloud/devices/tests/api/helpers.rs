@@ -3,7 +3,7 @@ use std::sync::Arc;
 use edgewatch_common::{
     bus::{Bus, Subscription, Topology, amqp::AmqpBus},
     shutdown::Shutdown,
-    testkit::services,
+    testkit::{serve_on_loopback, services},
 };
 use edgewatch_devices::DevicesConfig;
 use edgewatch_protocol::MONITORING_QUEUE;
@@ -36,13 +36,6 @@ impl Drop for TestApp {
     }
 }
 
-async fn serve(router: axum::Router, shutdown: &Shutdown) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(edgewatch_common::http::serve(listener, router, shutdown.clone()));
-    base
-}
-
 pub async fn spawn_app(shape: Shape) -> TestApp {
     let shutdown = Shutdown::new();
     let signing_config = SigningConfig {
@@ -53,7 +46,7 @@ pub async fn spawn_app(shape: Shape) -> TestApp {
         ..SigningConfig::default()
     };
     let (router, _) = edgewatch_signing::build(&signing_config).await.expect("signing");
-    let signing = serve(router, &shutdown).await;
+    let signing = serve_on_loopback(router, &shutdown).await;
 
     let mut config = DevicesConfig {
         signing_url: signing.clone(),
@@ -80,7 +73,7 @@ pub async fn spawn_app(shape: Shape) -> TestApp {
         None => core.bus(),
     };
     let telemetry = bus.subscribe(MONITORING_QUEUE, 50).await.unwrap();
-    let devices = serve(router, &shutdown).await;
+    let devices = serve_on_loopback(router, &shutdown).await;
     TestApp { devices, signing, client: Client::new(), telemetry, amqp_url, shutdown }
 }
 

@@ -38,11 +38,7 @@ pub trait UserRepository: Send + Sync + 'static {
 
 /// Opens the store named by `url` and runs its migrations.
 pub async fn connect(url: &str) -> Result<Arc<dyn UserRepository>, RepoError> {
-    match url
-        .split_once("://")
-        .map(|(scheme, _)| scheme)
-        .or_else(|| url.split_once(':').map(|(s, _)| s))
-    {
+    match edgewatch_common::config::url_scheme(url) {
         Some("postgres" | "postgresql") => {
             Ok(Arc::new(postgres::PostgresUsers::connect(url).await?))
         }

@@ -1,6 +1,9 @@
 use std::path::PathBuf;
 
-use edgewatch_common::{shutdown::Shutdown, testkit::services};
+use edgewatch_common::{
+    shutdown::Shutdown,
+    testkit::{serve_on_loopback, services},
+};
 use edgewatch_signing::{SigningConfig, build};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
@@ -60,10 +63,8 @@ pub async fn spawn_app(shape: Shape) -> TestApp {
 
 pub async fn spawn_with(config: SigningConfig) -> TestApp {
     let (router, _) = build(&config).await.expect("build the signing service");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = Shutdown::new();
-    tokio::spawn(edgewatch_common::http::serve(listener, router, shutdown.clone()));
+    let base = serve_on_loopback(router, &shutdown).await;
     TestApp { base, client: Client::new(), shutdown }
 }
 
