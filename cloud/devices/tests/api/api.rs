@@ -412,3 +412,53 @@ async fn config_is_versioned_pushed_retained_and_served_to_the_device() {
         assert_eq!(record["config_version"], 2);
     }
 }
+
+#[tokio::test]
+async fn a_credential_cache_outage_never_lets_an_old_secret_through() {
+    let mut redis = edgewatch_common::testkit::services::PrivateRedis::start().await;
+    let url = redis.url();
+    let app =
+        crate::helpers::spawn_app_with(Shape::Distributed, |config| config.cache_url = url).await;
+    let bob = app.user("bob@example.com").await;
+    let (device, token) = app.device(&bob, json!({"name": "greenhouse"})).await;
+    let id = device["id"].as_str().unwrap().to_owned();
+    let enrolled: Value = app.enroll(&token).await.json().await.unwrap();
+    let secret = enrolled["device_secret"].as_str().unwrap().to_owned();
+    assert_eq!(app.ingest(&id, &secret, &batch(&id, &[1])).await.status(), StatusCode::ACCEPTED);
+
+    redis.stop().await;
+    // Ingest keeps working from the database while the cache is down...
+    assert_eq!(app.ingest(&id, &secret, &batch(&id, &[2])).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        app.ingest(&id, "wrong", &batch(&id, &[3])).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // ...but a rotation that cannot evict the cached secret is refused, so the old one stays valid
+    // and nothing half-done happens.
+    let rotate =
+        app.call(Method::POST, &format!("/api/v1/devices/{id}/credentials"), &bob, None).await;
+    assert_eq!(error_code(rotate, StatusCode::SERVICE_UNAVAILABLE).await, "unavailable");
+    assert_eq!(app.ingest(&id, &secret, &batch(&id, &[4])).await.status(), StatusCode::ACCEPTED);
+
+    redis.restart().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let rotated = loop {
+        let answer =
+            app.call(Method::POST, &format!("/api/v1/devices/{id}/credentials"), &bob, None).await;
+        if answer.status() == StatusCode::OK {
+            break answer.json::<Value>().await.unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rotation did not recover: {}",
+            answer.status()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(
+        app.ingest(&id, &secret, &batch(&id, &[5])).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let new_secret = rotated["device_secret"].as_str().unwrap();
+    assert_eq!(app.ingest(&id, new_secret, &batch(&id, &[5])).await.status(), StatusCode::ACCEPTED);
+}

@@ -37,6 +37,11 @@ impl Drop for TestApp {
 }
 
 pub async fn spawn_app(shape: Shape) -> TestApp {
+    spawn_app_with(shape, |_| {}).await
+}
+
+/// `spawn_app` with a last word on the devices configuration.
+pub async fn spawn_app_with(shape: Shape, adjust: impl FnOnce(&mut DevicesConfig)) -> TestApp {
     let shutdown = Shutdown::new();
     let signing_config = SigningConfig {
         keys_dir: std::env::temp_dir()
@@ -67,6 +72,7 @@ pub async fn spawn_app(shape: Shape) -> TestApp {
             amqp_url = Some(url);
         }
     }
+    adjust(&mut config);
     let (router, core) = edgewatch_devices::build(&config, &shutdown).await.expect("devices");
     let bus: Arc<dyn Bus> = match &amqp_url {
         Some(url) => Arc::new(AmqpBus::connect(url, Topology::standard()).await.unwrap()),

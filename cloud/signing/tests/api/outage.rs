@@ -4,50 +4,21 @@
 
 use std::time::{Duration, Instant};
 
+use edgewatch_common::testkit::services::PrivateRedis;
 use reqwest::StatusCode;
-use tokio::process::{Child, Command};
 
 use crate::helpers::{Shape, config, error_code, spawn_with};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn start_redis(port: u16) -> Child {
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("redis-server must be installed (scripts/services.sh installs it)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start on {port}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    child
-}
-
 #[tokio::test]
 async fn redis_outage_gives_503_and_recovers_without_restart() {
-    let port = free_port();
-    let mut redis = start_redis(port).await;
+    let mut redis = PrivateRedis::start().await;
     let mut cfg = config(Shape::Distributed).await;
-    cfg.cache_url = format!("redis://127.0.0.1:{port}");
+    cfg.cache_url = redis.url();
     let app = spawn_with(cfg).await;
     let tokens = app.signed_in("ada@example.com").await;
     assert_eq!(app.me(tokens["access_token"].as_str().unwrap()).await.status(), StatusCode::OK);
 
-    redis.kill().await.unwrap();
+    redis.stop().await;
     let login = app.login("ada@example.com", "correct horse battery").await;
     assert_eq!(login.headers()["retry-after"], "5");
     assert_eq!(error_code(login, StatusCode::SERVICE_UNAVAILABLE).await, "unavailable");
@@ -62,7 +33,7 @@ async fn redis_outage_gives_503_and_recovers_without_restart() {
         "no session store, no verdict: 503, not 401"
     );
 
-    let _redis = start_redis(port).await;
+    redis.restart().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let login = app.login("ada@example.com", "correct horse battery").await;
