@@ -9,8 +9,10 @@
 //!   down, `to` rounds up) so a bucket is never cut; with that rule the rollups give exactly the
 //!   answer of aggregating the raw points.
 //!
-//! Adapters: [`sqlite`] (embedded); MongoDB joins with the monitoring service.
+//! Adapters: [`sqlite`] (embedded, one transaction per write) and [`mongo`] (distributed,
+//! exactly once without transactions; its module doc says how).
 
+pub mod mongo;
 pub mod sqlite;
 
 use std::{collections::BTreeMap, fmt, str::FromStr, sync::Arc};
@@ -30,7 +32,7 @@ pub enum StoreError {
     Corrupt(String),
     #[error("invalid range: {0}")]
     InvalidRange(String),
-    #[error("unsupported telemetry store URL `{0}`: use sqlite://")]
+    #[error("unsupported telemetry store URL `{0}`: use sqlite:// or mongodb://")]
     UnsupportedUrl(String),
 }
 
@@ -234,12 +236,19 @@ pub trait TelemetryStore: Send + Sync + 'static {
 
     /// Whether the store is reachable now (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Finishes writes a crashed writer left half-done; returns how many readings it settled.
+    /// Stores whose writes are atomic have nothing to do.
+    async fn repair(&self) -> Result<usize, StoreError> {
+        Ok(0)
+    }
 }
 
 /// Picks the adapter by URL scheme.
 pub async fn connect(url: &str) -> Result<Arc<dyn TelemetryStore>, StoreError> {
     match crate::config::url_scheme(url) {
         Some("sqlite") => Ok(Arc::new(sqlite::SqliteStore::open(url).await?)),
+        Some("mongodb") => Ok(Arc::new(mongo::MongoStore::open(url).await?)),
         _ => Err(StoreError::UnsupportedUrl(url.chars().take(64).collect())),
     }
 }
