@@ -14,6 +14,8 @@ pub const EXCHANGE: &str = "edgewatch";
 pub const DLX_EXCHANGE: &str = "edgewatch.dlx";
 /// Monitoring's durable queue, bound to `telemetry.*`.
 pub const MONITORING_QUEUE: &str = "monitoring.telemetry";
+/// Monitoring's queue of `device.status` events, relayed to live (Socket.IO) clients.
+pub const STATUS_QUEUE: &str = "monitoring.status";
 
 /// A routing key of the `edgewatch` exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -13,7 +13,7 @@ mod topic;
 
 pub use batch::{Batch, BatchError, Problem, Reading, Seq, Tags, limits};
 pub use bus::{
-    DLX_EXCHANGE, DeviceRecord, DeviceStatus, EXCHANGE, Location, MONITORING_QUEUE, RoutingKey,
+    DLX_EXCHANGE, DeviceRecord, DeviceStatus, EXCHANGE, Location, MONITORING_QUEUE, RoutingKey, STATUS_QUEUE,
     RoutingKeyError, StatusEvent, telemetry_message_id,
 };
 pub use ids::{DeviceId, IdError, UserId};

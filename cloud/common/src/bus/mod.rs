@@ -23,7 +23,7 @@ use std::{fmt, sync::Arc};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use edgewatch_protocol::{Batch, MONITORING_QUEUE, RoutingKey, telemetry_message_id};
+use edgewatch_protocol::{Batch, MONITORING_QUEUE, RoutingKey, STATUS_QUEUE, telemetry_message_id};
 use futures_util::future::BoxFuture;
 
 pub use topic::topic_matches;
@@ -76,9 +76,12 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// The topology of API.md: `monitoring.telemetry` bound to `telemetry.*`.
+    /// The topology of API.md: `monitoring.telemetry` bound to `telemetry.*`, and
+    /// `monitoring.status` bound to `device.status` (live status push).
     pub fn standard() -> Self {
-        Self::default().with_queue(MONITORING_QUEUE, &[RoutingKey::ALL_TELEMETRY])
+        Self::default()
+            .with_queue(MONITORING_QUEUE, &[RoutingKey::ALL_TELEMETRY])
+            .with_queue(STATUS_QUEUE, &["device.status"])
     }
 
     pub fn with_queue(mut self, name: &str, bindings: &[&str]) -> Self {

@@ -91,6 +91,12 @@ pub fn mongodb() -> (String, String) {
     (require("EDGEWATCH_TEST_MONGODB_URL"), unique("test"))
 }
 
+/// The URL of a fresh MongoDB (FerretDB) database, `mongodb://host:port/<unique name>`.
+pub fn mongodb_database() -> String {
+    let (url, db) = mongodb();
+    format!("{}/{db}", url.trim_end_matches('/'))
+}
+
 /// A fresh PostgreSQL database; returns its URL.
 pub async fn postgres_database() -> String {
     use sqlx::{Connection, PgConnection};

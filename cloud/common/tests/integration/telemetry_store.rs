@@ -48,10 +48,7 @@ async fn store_urls_pick_the_adapter_and_bad_paths_fail_clearly() {
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
 }
 
-fn mongodb_url() -> String {
-    let (url, db) = services::mongodb();
-    format!("{}/{db}", url.trim_end_matches('/'))
-}
+use services::mongodb_database as mongodb_url;
 
 #[tokio::test]
 async fn mongodb_store_conformance_on_ferretdb() {

@@ -1,0 +1,206 @@
+use std::{sync::Arc, time::Duration};
+
+use edgewatch_common::{
+    bus::Bus,
+    shutdown::Shutdown,
+    telemetry_store::{self, TelemetryStore},
+    testkit::{serve_on_loopback, services},
+};
+use edgewatch_devices::DevicesConfig;
+use edgewatch_monitoring::MonitoringConfig;
+use edgewatch_signing::SigningConfig;
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+
+const SERVICE_TOKEN: &str = "monitoring-test-service-token-01";
+
+#[derive(Debug, Clone, Copy)]
+pub enum Shape {
+    Embedded,
+    Distributed,
+}
+
+pub struct TestApp {
+    pub signing: String,
+    pub devices: String,
+    pub monitoring: String,
+    pub client: Client,
+    pub bus: Arc<dyn Bus>,
+    pub store: Arc<dyn TelemetryStore>,
+    /// The RabbitMQ vhost in the distributed shape.
+    pub amqp_url: Option<String>,
+    shutdown: Shutdown,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A device a user registered and enrolled.
+pub struct Device {
+    pub id: String,
+    pub secret: String,
+}
+
+pub async fn spawn_app(shape: Shape) -> TestApp {
+    let shutdown = Shutdown::new();
+    let signing_config = SigningConfig {
+        keys_dir: std::env::temp_dir()
+            .join(format!("edgewatch-monitoring-keys-{}", edgewatch_protocol::DeviceId::new())),
+        service_token: SERVICE_TOKEN.into(),
+        database_url: services::sqlite_url("signing.db"),
+        ..SigningConfig::default()
+    };
+    let (router, _) = edgewatch_signing::build(&signing_config).await.expect("signing");
+    let signing = serve_on_loopback(router, &shutdown).await;
+
+    let mut devices_config = DevicesConfig {
+        signing_url: signing.clone(),
+        service_token: SERVICE_TOKEN.into(),
+        ..DevicesConfig::default()
+    };
+    let mut monitoring_config = MonitoringConfig {
+        signing_url: signing.clone(),
+        service_token: SERVICE_TOKEN.into(),
+        ..MonitoringConfig::default()
+    };
+    let mut amqp_url = None;
+    match shape {
+        Shape::Embedded => {
+            devices_config.database_url = services::sqlite_url("devices.db");
+            monitoring_config.store_url = services::sqlite_url("telemetry.db");
+        }
+        Shape::Distributed => {
+            devices_config.database_url = services::postgres_database().await;
+            let url = services::amqp_vhost().await;
+            devices_config.bus_url = url.clone();
+            monitoring_config.bus_url = url.clone();
+            devices_config.cache_url = services::require("EDGEWATCH_TEST_REDIS_URL");
+            devices_config.cache_namespace =
+                format!("test:{}:", edgewatch_protocol::DeviceId::new());
+            monitoring_config.store_url = services::mongodb_database();
+            amqp_url = Some(url);
+        }
+    }
+    let (router, core) = edgewatch_devices::build(&devices_config, &shutdown).await.expect("devices");
+    let devices = serve_on_loopback(router, &shutdown).await;
+    monitoring_config.devices_url = devices.clone();
+
+    let store = telemetry_store::connect(&monitoring_config.store_url).await.expect("store");
+    let bus = match shape {
+        // One process, one in-process bus: monitoring consumes what devices publishes.
+        Shape::Embedded => core.bus(),
+        Shape::Distributed => edgewatch_common::bus::connect(
+            &monitoring_config.bus_url,
+            edgewatch_common::bus::Topology::standard(),
+        )
+        .await
+        .expect("bus"),
+    };
+    let (router, _) = edgewatch_monitoring::build_with(
+        &monitoring_config,
+        &shutdown,
+        Arc::clone(&store),
+        Arc::clone(&bus),
+    )
+    .await
+    .expect("monitoring");
+    let monitoring = serve_on_loopback(router, &shutdown).await;
+    TestApp { signing, devices, monitoring, client: Client::new(), bus, store, amqp_url, shutdown }
+}
+
+impl TestApp {
+    /// Registers and signs in a user; returns their access token.
+    pub async fn user(&self, email: &str) -> String {
+        let body = json!({"email": email, "password": "correct horse battery"});
+        let created = self
+            .client
+            .post(format!("{}/api/v1/auth/register", self.signing))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let tokens: Value = self
+            .client
+            .post(format!("{}/api/v1/auth/login", self.signing))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        tokens["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates and enrolls a device for the holder of `token`.
+    pub async fn device(&self, token: &str, name: &str) -> Device {
+        let created: Value = self
+            .client
+            .post(format!("{}/api/v1/devices", self.devices))
+            .bearer_auth(token)
+            .json(&json!({"name": name}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let enrolled: Value = self
+            .client
+            .post(format!("{}/api/v1/devices/enroll", self.devices))
+            .json(&json!({"enrollment_token": created["enrollment_token"]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Device {
+            id: enrolled["device_id"].as_str().unwrap().to_owned(),
+            secret: enrolled["device_secret"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Posts readings `(seq, ts, metrics)` through the devices service; expects 202.
+    pub async fn ingest(&self, device: &Device, readings: Value) {
+        let answer = self
+            .client
+            .post(format!("{}/api/v1/devices/{}/telemetry", self.devices, device.id))
+            .bearer_auth(&device.secret)
+            .json(&json!({"device_id": device.id, "readings": readings}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::ACCEPTED, "{:?}", answer.text().await);
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.client.get(format!("{}{path}", self.monitoring)).bearer_auth(token).send().await.unwrap()
+    }
+
+    /// Waits until the latest stored reading of `device` has `seq`.
+    pub async fn wait_for_seq(&self, device: &Device, token: &str, seq: u64) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let answer = self.get(&format!("/api/v1/telemetry/{}/latest", device.id), token).await;
+            if answer.status() == StatusCode::OK {
+                let latest: Value = answer.json().await.unwrap();
+                if latest["seq"] == seq {
+                    return latest;
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "seq {seq} never reached the store");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub async fn error_field(response: Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status);
+    let body: Value = response.json().await.expect("JSON error body");
+    body["error"].clone()
+}

@@ -1,0 +1,190 @@
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Shape, error_field, spawn_app};
+
+/// 60 readings a minute apart from 10:00, `t` = minute index, `h` only on even minutes.
+fn hour_of_readings() -> Value {
+    let readings: Vec<Value> = (0..60)
+        .map(|i| {
+            let mut metrics = json!({"t": i as f64});
+            if i % 2 == 0 {
+                metrics["h"] = json!(50.0);
+            }
+            json!({"seq": i + 1, "ts": format!("2026-11-26T10:{i:02}:30Z"), "metrics": metrics})
+        })
+        .collect();
+    Value::Array(readings)
+}
+
+async fn ingest_to_query(shape: Shape) {
+    let app = spawn_app(shape).await;
+    let alice = app.user("alice@example.com").await;
+    let bob = app.user("bob@example.com").await;
+    let device = app.device(&alice, "greenhouse").await;
+    app.ingest(&device, hour_of_readings()).await;
+
+    let latest = app.wait_for_seq(&device, &alice, 60).await;
+    assert_eq!(latest["ts"], "2026-11-26T10:59:30.000Z");
+    assert_eq!(latest["metrics"], json!({"t": 59.0}));
+
+    let id = &device.id;
+    let catalogue: Value =
+        app.get(&format!("/api/v1/telemetry/{id}/metrics"), &alice).await.json().await.unwrap();
+    let names: Vec<&str> =
+        catalogue["items"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["h", "t"]);
+    assert_eq!(catalogue["items"][1]["first_ts"], "2026-11-26T10:00:30.000Z");
+
+    let window = "from=2026-11-26T10:00:00Z&to=2026-11-26T11:00:00Z";
+    let raw: Value = app
+        .get(&format!("/api/v1/telemetry/{id}?metric=h&{window}"), &alice)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let points = raw["points"].as_array().unwrap();
+    assert_eq!(points.len(), 30);
+    assert_eq!(points[1], json!(["2026-11-26T10:02:30.000Z", 50.0]));
+    let limited: Value = app
+        .get(&format!("/api/v1/telemetry/{id}?metric=t&{window}&limit=5"), &alice)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(limited["points"].as_array().unwrap().len(), 5);
+
+    // Every aggregate at a 15-minute step (from the 1-minute rollups) and at 1h.
+    for (agg, first) in [("avg", 7.0), ("min", 0.0), ("max", 14.0), ("sum", 105.0), ("count", 15.0)] {
+        let answer: Value = app
+            .get(&format!("/api/v1/telemetry/{id}?metric=t&{window}&step=15m&agg={agg}"), &alice)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["agg"], agg);
+        assert_eq!(answer["step"], "15m");
+        let points = answer["points"].as_array().unwrap();
+        assert_eq!(points.len(), 4, "{agg}: {answer}");
+        assert_eq!(points[0], json!(["2026-11-26T10:00:00.000Z", first]), "{agg}");
+    }
+    let hourly: Value = app
+        .get(&format!("/api/v1/telemetry/{id}?metric=t&{window}&step=1h&agg=avg"), &alice)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(hourly["points"], json!([["2026-11-26T10:00:00.000Z", 29.5]]));
+    // A step no rollup divides is computed from raw points.
+    let odd: Value = app
+        .get(&format!("/api/v1/telemetry/{id}?metric=t&{window}&step=90s&agg=count"), &alice)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(odd["points"][0], json!(["2026-11-26T10:00:00.000Z", 1.0]));
+    assert_eq!(odd["points"][1], json!(["2026-11-26T10:01:30.000Z", 2.0]));
+
+    // Ownership: someone else's device, an unknown one, no token.
+    let foreign = app.get(&format!("/api/v1/telemetry/{id}/latest"), &bob).await;
+    assert_eq!(error_field(foreign, StatusCode::FORBIDDEN).await["code"], "forbidden");
+    let foreign = app.get(&format!("/api/v1/telemetry/{id}?metric=t&{window}"), &bob).await;
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+    let unknown = edgewatch_protocol::DeviceId::new();
+    let answer = app.get(&format!("/api/v1/telemetry/{unknown}/metrics"), &alice).await;
+    assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+    let anonymous = app
+        .client
+        .get(format!("{}/api/v1/telemetry/{id}/latest", app.monitoring))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    // Bad parameters: 422 with the field named, before the store is asked.
+    for (query, field) in [
+        ("metric=t&from=2026-11-26T11:00:00Z&to=2026-11-26T10:00:00Z", "from"),
+        ("metric=t&from=2020-01-01T00:00:00Z&to=2026-11-26T10:00:00Z&step=1m", "step"),
+        ("metric=t&step=500ms", "step"),
+        ("metric=t&step=fortnight", "step"),
+        ("metric=t&step=1m&agg=median", "agg"),
+        ("metric=t&agg=avg", "step"),
+        ("metric=t&limit=10001", "limit"),
+        ("metric=t&from=yesterday", "from"),
+        ("metric=Not%20A%20Name", "metric"),
+        ("from=2026-11-26T10:00:00Z", "metric"),
+    ] {
+        let answer = app.get(&format!("/api/v1/telemetry/{id}?{query}"), &alice).await;
+        let error = error_field(answer, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert!(error["fields"].get(field).is_some(), "{query}: {error}");
+    }
+    let bad_id = app.get("/api/v1/telemetry/not-a-uuid/latest", &alice).await;
+    assert_eq!(bad_id.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let spec: Value = app.get("/api/v1/openapi.json", &alice).await.json().await.unwrap();
+    assert!(spec["paths"]["/api/v1/telemetry/{device_id}"].is_object());
+}
+
+#[tokio::test]
+async fn ingest_to_query_embedded() {
+    ingest_to_query(Shape::Embedded).await;
+}
+
+#[tokio::test]
+async fn ingest_to_query_distributed() {
+    ingest_to_query(Shape::Distributed).await;
+}
+
+/// A redelivered batch (a publisher retry, a consumer crash) is stored once.
+#[tokio::test]
+async fn redelivered_batches_are_stored_once() {
+    let app = spawn_app(Shape::Distributed).await;
+    let alice = app.user("carol@example.com").await;
+    let device = app.device(&alice, "meter").await;
+    let readings = json!([
+        {"seq": 1, "ts": "2026-11-26T10:00:00Z", "metrics": {"kwh": 1.5}},
+        {"seq": 2, "ts": "2026-11-26T10:00:10Z", "metrics": {"kwh": 2.5}},
+    ]);
+    app.ingest(&device, readings.clone()).await;
+    app.ingest(&device, readings).await;
+    app.ingest(&device, json!([{"seq": 3, "ts": "2026-11-26T10:00:20Z", "metrics": {"kwh": 3.0}}]))
+        .await;
+    app.wait_for_seq(&device, &alice, 3).await;
+    let window = "from=2026-11-26T10:00:00Z&to=2026-11-26T11:00:00Z";
+    let hourly: Value = app
+        .get(&format!("/api/v1/telemetry/{}?metric=kwh&{window}&step=1h&agg=sum", device.id), &alice)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(hourly["points"], json!([["2026-11-26T10:00:00.000Z", 7.0]]));
+}
+
+/// Bodies that are not batches go to the dead-letter queue and do not hold up the queue.
+#[tokio::test]
+async fn poison_messages_are_dead_lettered() {
+    use edgewatch_common::bus::{Message, dead_letter_queue};
+    use edgewatch_protocol::MONITORING_QUEUE;
+
+    let app = spawn_app(Shape::Distributed).await;
+    let alice = app.user("dave@example.com").await;
+    let device = app.device(&alice, "probe").await;
+    let routing = format!("telemetry.{}", device.id);
+    app.bus.publish(Message::new(&routing, &b"{not json"[..])).await.unwrap();
+    app.bus
+        .publish(Message::new(&routing, &br#"{"device_id":"x","readings":[]}"#[..]))
+        .await
+        .unwrap();
+    app.ingest(&device, json!([{"seq": 1, "ts": "2026-11-26T10:00:00Z", "metrics": {"x": 1}}]))
+        .await;
+    app.wait_for_seq(&device, &alice, 1).await;
+    let mut dead = app.bus.subscribe(&dead_letter_queue(MONITORING_QUEUE), 10).await.unwrap();
+    for expected in [&b"{not json"[..], &br#"{"device_id":"x","readings":[]}"#[..]] {
+        let delivery = tokio::time::timeout(std::time::Duration::from_secs(10), dead.next())
+            .await
+            .expect("a dead letter")
+            .unwrap();
+        assert_eq!(&delivery.message.body[..], expected);
+        delivery.ack().await.unwrap();
+    }
+}
