@@ -226,6 +226,7 @@ export EDGEWATCH_TEST_AMQP_RESTART_ADMIN_URL=http://guest:guest@127.0.0.1:$((AMQ
 export EDGEWATCH_TEST_AMQP_RESTART_CMD=$DIR/rabbitmq-restartable/restart
 export EDGEWATCH_TEST_MQTT_URL=mqtt://127.0.0.1:$MQTT_PORT
 export EDGEWATCH_TEST_MONGODB_URL=mongodb://127.0.0.1:$MONGO_PORT/
+export EDGEWATCH_TEST_FERRETDB_BIN=$(ferretdb_bin)
 EOF
 }
 

@@ -41,6 +41,8 @@ done
 
 start_services() { eval "$("$ROOT/scripts/services.sh" start)"; }
 phase services start_services
+# The real Socket.IO client the monitoring tests drive.
+phase npm npm ci --no-audit --no-fund --prefix "$ROOT/cloud/monitoring/tests/live-client"
 phase fmt cargo fmt --all --check
 phase clippy cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 phase build cargo test --workspace --locked --no-run

@@ -43,8 +43,7 @@ impl Consumer {
     pub async fn run(self, shutdown: Shutdown) {
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
-            let mut subscription = match self.bus.subscribe(MONITORING_QUEUE, self.prefetch).await
-            {
+            let mut subscription = match self.bus.subscribe(MONITORING_QUEUE, self.prefetch).await {
                 Ok(subscription) => subscription,
                 Err(err) => {
                     tracing::warn!(error = %err, "Cannot consume telemetry yet; retrying");

@@ -115,8 +115,10 @@ struct RangeAnswer {
 }
 
 fn timestamp(field: &'static str, raw: Option<&str>) -> Result<Option<Timestamp>, MonitoringError> {
-    raw.map(|raw| Timestamp::parse(raw).map_err(|e| MonitoringError::InvalidField(field, e.to_string())))
-        .transpose()
+    raw.map(|raw| {
+        Timestamp::parse(raw).map_err(|e| MonitoringError::InvalidField(field, e.to_string()))
+    })
+    .transpose()
 }
 
 impl RangeParams {
@@ -176,7 +178,10 @@ async fn range(
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "edgewatch monitoring", description = "Telemetry queries (API.md \"Monitoring\"); live push on Socket.IO namespace /live."),
+    info(
+        title = "edgewatch monitoring",
+        description = "Telemetry queries (API.md \"Monitoring\"); live push on Socket.IO namespace /live."
+    ),
     paths(latest, metrics, range)
 )]
 struct ApiDoc;

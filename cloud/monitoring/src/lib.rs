@@ -113,12 +113,11 @@ pub async fn build_with(
         if !dir.is_dir() {
             return Err(StartError::StaticDir(dir.display().to_string()));
         }
-        let files = tower_http::services::ServeDir::new(dir)
-            .append_index_html_on_directories(true);
+        let files = tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true);
         api = api.route_service("/", files.clone()).route_service("/{*path}", files);
     }
-    let router = service_router("monitoring", api, readiness, config.http.body_limit)
-        .layer(socket_layer);
+    let router =
+        service_router("monitoring", api, readiness, config.http.body_limit).layer(socket_layer);
     Ok((router, Monitoring { store, bus }))
 }
 

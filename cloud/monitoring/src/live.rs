@@ -218,7 +218,8 @@ impl Live {
     /// Pushes a status change to the device's subscribers and to the fleets that see it.
     pub async fn status(&self, event: &StatusEvent) {
         let Some(ns) = self.io.of(NAMESPACE) else { return };
-        let rooms = vec![device_room(event.device_id), fleet_room(event.device_id), ALL_DEVICES.into()];
+        let rooms =
+            vec![device_room(event.device_id), fleet_room(event.device_id), ALL_DEVICES.into()];
         count_drops(ns.to(rooms).emit("status", event).await);
     }
 }

@@ -53,12 +53,20 @@ pub fn parse_step(raw: &str) -> Result<i64, MonitoringError> {
 }
 
 impl Queries {
-    pub async fn latest(&self, token: &str, device: DeviceId) -> Result<LatestReading, MonitoringError> {
+    pub async fn latest(
+        &self,
+        token: &str,
+        device: DeviceId,
+    ) -> Result<LatestReading, MonitoringError> {
         registry::require(self.registry.as_ref(), token, device).await?;
         self.store.latest(device).await?.ok_or(MonitoringError::NoReadings)
     }
 
-    pub async fn metrics(&self, token: &str, device: DeviceId) -> Result<Vec<MetricSpan>, MonitoringError> {
+    pub async fn metrics(
+        &self,
+        token: &str,
+        device: DeviceId,
+    ) -> Result<Vec<MetricSpan>, MonitoringError> {
         registry::require(self.registry.as_ref(), token, device).await?;
         Ok(self.store.metrics(device).await?)
     }
@@ -73,7 +81,10 @@ impl Queries {
         }
         if let Some((step_ms, _)) = request.step {
             if step_ms < 1_000 {
-                return Err(MonitoringError::InvalidField("step", "step must be at least 1s".into()));
+                return Err(MonitoringError::InvalidField(
+                    "step",
+                    "step must be at least 1s".into(),
+                ));
             }
             let span = request.range.to.as_millis() - request.range.from.as_millis();
             let buckets = span / step_ms + 1;
@@ -109,7 +120,10 @@ impl Queries {
 }
 
 /// `from`/`to` with their defaults: the last hour.
-pub fn range_of(from: Option<Timestamp>, to: Option<Timestamp>) -> Result<TimeRange, MonitoringError> {
+pub fn range_of(
+    from: Option<Timestamp>,
+    to: Option<Timestamp>,
+) -> Result<TimeRange, MonitoringError> {
     let to = to.unwrap_or_else(Timestamp::now);
     let from = match from {
         Some(from) => from,

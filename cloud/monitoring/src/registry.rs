@@ -112,7 +112,9 @@ impl Registry for HttpRegistry {
                 StatusCode::OK => {}
                 StatusCode::UNAUTHORIZED => return Err(MonitoringError::Unauthorized),
                 other => {
-                    return Err(MonitoringError::Registry(format!("the registry answered {other}")));
+                    return Err(MonitoringError::Registry(format!(
+                        "the registry answered {other}"
+                    )));
                 }
             }
             let page: Page = answer.json().await.map_err(unreachable)?;

@@ -49,7 +49,8 @@ pub async fn run(store: Arc<dyn TelemetryStore>, config: RetentionConfig, shutdo
         }
         match purge_once(store.as_ref(), &config, Timestamp::now()).await {
             Ok(deleted) => {
-                metrics::counter!("edgewatch_monitoring_retention_deleted_total").increment(deleted);
+                metrics::counter!("edgewatch_monitoring_retention_deleted_total")
+                    .increment(deleted);
             }
             Err(err) => tracing::warn!(error = %err, "Retention pass failed; next pass retries"),
         }

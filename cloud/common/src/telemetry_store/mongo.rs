@@ -263,8 +263,7 @@ impl MongoStore {
             }
         }
         for tier in Tier::ALL {
-            self.update(rollup_collection(tier), rollups.remove(&tier).unwrap_or_default())
-                .await?;
+            self.update(rollup_collection(tier), rollups.remove(&tier).unwrap_or_default()).await?;
         }
         self.update("catalogue", catalogue).await?;
         self.update("latest", latest).await?;
@@ -373,7 +372,11 @@ impl TelemetryStore for MongoStore {
         let mut duplicates = Vec::new();
         for (index, (device, reading)) in keys.iter().enumerate() {
             let id = reading_id(device, reading.seq);
-            if refused.contains(&index) { duplicates.push(id) } else { fresh.insert(id); }
+            if refused.contains(&index) {
+                duplicates.push(id)
+            } else {
+                fresh.insert(id);
+            }
         }
         let outcome = WriteOutcome { accepted: fresh.len(), duplicates: duplicates.len() };
         let recovered = self.stale_pending(duplicates).await?;
@@ -452,7 +455,10 @@ impl TelemetryStore for MongoStore {
             let Some(doc) = cursor.try_next().await.map_err(unavailable)? else { break };
             let metrics = metrics_from(&doc)?;
             if let Some(value) = metrics.get(metric) {
-                points.push(Point { ts: timestamp(doc.get_i64("t").map_err(corrupt)?)?, value: *value });
+                points.push(Point {
+                    ts: timestamp(doc.get_i64("t").map_err(corrupt)?)?,
+                    value: *value,
+                });
             }
         }
         Ok(points)

@@ -120,27 +120,36 @@ pub fn sqlite_url(name: &str) -> String {
     format!("sqlite://{}", dir.join(name).display())
 }
 
-/// A Redis server of the test's own, on a free loopback port, that the test may stop and start
-/// again (outage tests) without disturbing the shared one.
-pub struct PrivateRedis {
+/// A server of the test's own on a free loopback port, that the test may stop and start again
+/// (outage tests) without disturbing the shared ones.
+pub struct PrivateServer {
+    name: &'static str,
+    scheme: &'static str,
     port: u16,
+    command: Box<dyn Fn(u16) -> tokio::process::Command + Send + Sync>,
     child: Option<tokio::process::Child>,
 }
 
-impl PrivateRedis {
-    /// Starts `redis-server` (installed by `scripts/services.sh`) and waits until it listens.
-    pub async fn start() -> Self {
+impl PrivateServer {
+    /// Starts the server `command(port)` runs and waits until it listens; `scheme` is its
+    /// URL's.
+    pub async fn start(
+        name: &'static str,
+        scheme: &'static str,
+        command: impl Fn(u16) -> tokio::process::Command + Send + Sync + 'static,
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap_or_else(|e| panic!("no free loopback port: {e}"));
-        let mut redis = Self { port, child: None };
-        redis.restart().await;
-        redis
+        let mut server = Self { name, scheme, port, command: Box::new(command), child: None };
+        server.restart().await;
+        server
     }
 
+    /// `<scheme>://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
     }
 
     /// Kills the server: clients see connection errors from now on.
@@ -150,33 +159,63 @@ impl PrivateRedis {
         }
     }
 
-    /// Starts the server again on the same port (empty).
+    /// Starts the server again on the same port.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let child = tokio::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let child = (self.command)(self.port)
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run redis-server ({e}); {HOW}"));
+            .unwrap_or_else(|e| panic!("cannot run {} ({e}); {HOW}", self.name));
         self.child = Some(child);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
             assert!(
                 std::time::Instant::now() < deadline,
-                "redis-server did not start on {}",
+                "{} did not start on {}",
+                self.name,
                 self.port
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
+}
+
+/// A Redis server of the test's own (empty after each restart).
+pub async fn private_redis() -> PrivateServer {
+    PrivateServer::start("redis-server", "redis", |port| {
+        let mut command = tokio::process::Command::new("redis-server");
+        command.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]);
+        command
+    })
+    .await
+}
+
+/// A FerretDB server of the test's own, keeping its data across restarts.
+pub async fn private_ferretdb() -> PrivateServer {
+    let binary = require("EDGEWATCH_TEST_FERRETDB_BIN");
+    let data = std::env::temp_dir().join(unique("ferretdb"));
+    std::fs::create_dir_all(&data).unwrap_or_else(|e| panic!("creating {}: {e}", data.display()));
+    PrivateServer::start("FerretDB", "mongodb", move |port| {
+        let mut command = tokio::process::Command::new(&binary);
+        command.args([
+            "--listen-addr",
+            &format!("127.0.0.1:{port}"),
+            "--handler",
+            "sqlite",
+            "--sqlite-url",
+            &format!("file:{}/", data.display()),
+        ]);
+        command
+    })
+    .await
 }

@@ -73,7 +73,9 @@ async fn mongodb_store_finishes_half_done_writes_exactly_once() {
     let readings = raw.collection::<mongodb::bson::Document>("readings");
     let batch = |device: DeviceId, seqs: std::ops::RangeInclusive<u64>| {
         let readings: Vec<String> = seqs
-            .map(|s| format!(r#"{{"seq":{s},"ts":"2026-11-26T20:00:{s:02}Z","metrics":{{"x":{s}}}}}"#))
+            .map(|s| {
+                format!(r#"{{"seq":{s},"ts":"2026-11-26T20:00:{s:02}Z","metrics":{{"x":{s}}}}}"#)
+            })
             .collect();
         Batch::from_json(
             format!(r#"{{"device_id":"{device}","readings":[{}]}}"#, readings.join(",")).as_bytes(),
@@ -89,8 +91,8 @@ async fn mongodb_store_finishes_half_done_writes_exactly_once() {
     for s in 1..=3_i64 {
         readings
             .insert_one(doc! {"_id": format!("{device}:{s}"), "d": device.to_string(), "q": s,
-                "t": Timestamp::parse("2026-11-26T20:00:00Z").unwrap().as_millis() + s * 1000,
-                "m": [{"k": "x", "v": s as f64}], "p": stale})
+            "t": Timestamp::parse("2026-11-26T20:00:00Z").unwrap().as_millis() + s * 1000,
+            "m": [{"k": "x", "v": s as f64}], "p": stale})
             .await
             .unwrap();
     }
@@ -107,8 +109,8 @@ async fn mongodb_store_finishes_half_done_writes_exactly_once() {
     let lonely = DeviceId::new();
     readings
         .insert_one(doc! {"_id": format!("{lonely}:7"), "d": lonely.to_string(), "q": 7_i64,
-            "t": Timestamp::parse("2026-11-26T20:00:00Z").unwrap().as_millis(),
-            "m": [{"k": "x", "v": 2.5}], "p": stale})
+        "t": Timestamp::parse("2026-11-26T20:00:00Z").unwrap().as_millis(),
+        "m": [{"k": "x", "v": 2.5}], "p": stale})
         .await
         .unwrap();
     assert!(store.repair().await.unwrap() >= 1);
@@ -120,8 +122,8 @@ async fn mongodb_store_finishes_half_done_writes_exactly_once() {
     let busy = DeviceId::new();
     readings
         .insert_one(doc! {"_id": format!("{busy}:1"), "d": busy.to_string(), "q": 1_i64,
-            "t": Timestamp::parse("2026-11-26T20:00:01Z").unwrap().as_millis(),
-            "m": [{"k": "x", "v": 1.0}], "p": Timestamp::now().as_millis()})
+        "t": Timestamp::parse("2026-11-26T20:00:01Z").unwrap().as_millis(),
+        "m": [{"k": "x", "v": 1.0}], "p": Timestamp::now().as_millis()})
         .await
         .unwrap();
     store.write(&[batch(busy, 1..=1)]).await.unwrap();

@@ -415,7 +415,7 @@ async fn config_is_versioned_pushed_retained_and_served_to_the_device() {
 
 #[tokio::test]
 async fn a_credential_cache_outage_never_lets_an_old_secret_through() {
-    let mut redis = edgewatch_common::testkit::services::PrivateRedis::start().await;
+    let mut redis = edgewatch_common::testkit::services::private_redis().await;
     let url = redis.url();
     let app =
         crate::helpers::spawn_app_with(Shape::Distributed, |config| config.cache_url = url).await;

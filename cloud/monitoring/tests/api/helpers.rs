@@ -3,7 +3,7 @@ use std::{sync::Arc, time::Duration};
 use edgewatch_common::{
     bus::Bus,
     shutdown::Shutdown,
-    telemetry_store::{self, TelemetryStore},
+    telemetry_store,
     testkit::{serve_on_loopback, services},
 };
 use edgewatch_devices::DevicesConfig;
@@ -26,9 +26,6 @@ pub struct TestApp {
     pub monitoring: String,
     pub client: Client,
     pub bus: Arc<dyn Bus>,
-    pub store: Arc<dyn TelemetryStore>,
-    /// The RabbitMQ vhost in the distributed shape.
-    pub amqp_url: Option<String>,
     shutdown: Shutdown,
 }
 
@@ -45,6 +42,11 @@ pub struct Device {
 }
 
 pub async fn spawn_app(shape: Shape) -> TestApp {
+    spawn_app_with(shape, None).await
+}
+
+/// `spawn_app` with the telemetry store at `store_url` instead of a fresh one.
+pub async fn spawn_app_with(shape: Shape, store_url: Option<String>) -> TestApp {
     let shutdown = Shutdown::new();
     let signing_config = SigningConfig {
         keys_dir: std::env::temp_dir()
@@ -66,7 +68,6 @@ pub async fn spawn_app(shape: Shape) -> TestApp {
         service_token: SERVICE_TOKEN.into(),
         ..MonitoringConfig::default()
     };
-    let mut amqp_url = None;
     match shape {
         Shape::Embedded => {
             devices_config.database_url = services::sqlite_url("devices.db");
@@ -76,15 +77,18 @@ pub async fn spawn_app(shape: Shape) -> TestApp {
             devices_config.database_url = services::postgres_database().await;
             let url = services::amqp_vhost().await;
             devices_config.bus_url = url.clone();
-            monitoring_config.bus_url = url.clone();
+            monitoring_config.bus_url = url;
             devices_config.cache_url = services::require("EDGEWATCH_TEST_REDIS_URL");
             devices_config.cache_namespace =
                 format!("test:{}:", edgewatch_protocol::DeviceId::new());
             monitoring_config.store_url = services::mongodb_database();
-            amqp_url = Some(url);
         }
     }
-    let (router, core) = edgewatch_devices::build(&devices_config, &shutdown).await.expect("devices");
+    if let Some(url) = store_url {
+        monitoring_config.store_url = url;
+    }
+    let (router, core) =
+        edgewatch_devices::build(&devices_config, &shutdown).await.expect("devices");
     let devices = serve_on_loopback(router, &shutdown).await;
     monitoring_config.devices_url = devices.clone();
 
@@ -108,7 +112,10 @@ pub async fn spawn_app(shape: Shape) -> TestApp {
     .await
     .expect("monitoring");
     let monitoring = serve_on_loopback(router, &shutdown).await;
-    TestApp { signing, devices, monitoring, client: Client::new(), bus, store, amqp_url, shutdown }
+    let app = TestApp { signing, devices, monitoring, client: Client::new(), bus, shutdown };
+    // The first account is the admin; tests' users are ordinary ones.
+    app.user("admin@example.com").await;
+    app
 }
 
 impl TestApp {
@@ -179,7 +186,12 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Response {
-        self.client.get(format!("{}{path}", self.monitoring)).bearer_auth(token).send().await.unwrap()
+        self.client
+            .get(format!("{}{path}", self.monitoring))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Waits until the latest stored reading of `device` has `seq`.

@@ -31,8 +31,12 @@ async fn ingest_to_query(shape: Shape) {
     let id = &device.id;
     let catalogue: Value =
         app.get(&format!("/api/v1/telemetry/{id}/metrics"), &alice).await.json().await.unwrap();
-    let names: Vec<&str> =
-        catalogue["items"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = catalogue["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["h", "t"]);
     assert_eq!(catalogue["items"][1]["first_ts"], "2026-11-26T10:00:30.000Z");
 
@@ -55,7 +59,8 @@ async fn ingest_to_query(shape: Shape) {
     assert_eq!(limited["points"].as_array().unwrap().len(), 5);
 
     // Every aggregate at a 15-minute step (from the 1-minute rollups) and at 1h.
-    for (agg, first) in [("avg", 7.0), ("min", 0.0), ("max", 14.0), ("sum", 105.0), ("count", 15.0)] {
+    for (agg, first) in [("avg", 7.0), ("min", 0.0), ("max", 14.0), ("sum", 105.0), ("count", 15.0)]
+    {
         let answer: Value = app
             .get(&format!("/api/v1/telemetry/{id}?metric=t&{window}&step=15m&agg={agg}"), &alice)
             .await
@@ -152,7 +157,10 @@ async fn redelivered_batches_are_stored_once() {
     app.wait_for_seq(&device, &alice, 3).await;
     let window = "from=2026-11-26T10:00:00Z&to=2026-11-26T11:00:00Z";
     let hourly: Value = app
-        .get(&format!("/api/v1/telemetry/{}?metric=kwh&{window}&step=1h&agg=sum", device.id), &alice)
+        .get(
+            &format!("/api/v1/telemetry/{}?metric=kwh&{window}&step=1h&agg=sum", device.id),
+            &alice,
+        )
         .await
         .json()
         .await
@@ -187,4 +195,61 @@ async fn poison_messages_are_dead_lettered() {
         assert_eq!(&delivery.message.body[..], expected);
         delivery.ack().await.unwrap();
     }
+}
+
+/// FerretDB stops: messages wait unacked in RabbitMQ, readiness goes red, nothing crashes; when
+/// it returns everything is written exactly once.
+#[tokio::test]
+async fn store_outage_holds_messages_until_the_store_returns() {
+    use edgewatch_common::testkit::services;
+    use std::time::Duration;
+
+    let mut ferretdb = services::private_ferretdb().await;
+    let store_url = format!("{}/outage", ferretdb.url());
+    let app = crate::helpers::spawn_app_with(Shape::Distributed, Some(store_url)).await;
+    let alice = app.user("judy@example.com").await;
+    let device = app.device(&alice, "cellar").await;
+    let reading = |seq: u64| json!([{"seq": seq, "ts": format!("2026-11-26T10:00:{seq:02}Z"), "metrics": {"x": 1}}]);
+    app.ingest(&device, reading(1)).await;
+    app.wait_for_seq(&device, &alice, 1).await;
+
+    ferretdb.stop().await;
+    for seq in 2..=4 {
+        app.ingest(&device, reading(seq)).await;
+    }
+    let ready = format!("{}/readyz", app.monitoring);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = app.client.get(&ready).send().await.unwrap().status();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "readiness never went red");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Queries fail cleanly meanwhile.
+    let answer = app.get(&format!("/api/v1/telemetry/{}/latest", device.id), &alice).await;
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    ferretdb.restart().await;
+    app.wait_for_seq(&device, &alice, 4).await;
+    let window = "from=2026-11-26T10:00:00Z&to=2026-11-26T11:00:00Z";
+    let count: Value = app
+        .get(
+            &format!("/api/v1/telemetry/{}?metric=x&{window}&step=1h&agg=count", device.id),
+            &alice,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(count["points"], json!([["2026-11-26T10:00:00.000Z", 4.0]]));
+    let raw: Value = app
+        .get(&format!("/api/v1/telemetry/{}?metric=x&{window}", device.id), &alice)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(raw["points"].as_array().unwrap().len(), 4);
+    assert_eq!(app.client.get(&ready).send().await.unwrap().status(), StatusCode::OK);
 }

@@ -4,14 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use edgewatch_common::testkit::services::PrivateRedis;
+use edgewatch_common::testkit::services;
 use reqwest::StatusCode;
 
 use crate::helpers::{Shape, config, error_code, spawn_with};
 
 #[tokio::test]
 async fn redis_outage_gives_503_and_recovers_without_restart() {
-    let mut redis = PrivateRedis::start().await;
+    let mut redis = services::private_redis().await;
     let mut cfg = config(Shape::Distributed).await;
     cfg.cache_url = redis.url();
     let app = spawn_with(cfg).await;
