@@ -1,55 +1,61 @@
-//! The distributed telemetry store on MongoDB (the `mongodb` driver; tested against FerretDB
-//! v1.24, which has no multi-document transactions, so nothing here relies on them).
+//! The distributed telemetry store on MongoDB (the `mongodb` driver), tested against FerretDB
+//! v1.24 — whose limits shape the schema: no multi-document transactions, and the only filter it
+//! answers from an index is `{_id: <value>}` alone (every other filter, `$in` included, scans the
+//! whole collection). So every hot read and write here is a point operation on `_id`, and time
+//! is bucketed into documents (MongoDB's own "bucket pattern" for time series) so that a range is
+//! a handful of point reads:
 //!
-//! Collections:
-//! - `readings`: a document per reading, `{_id: "<device>:<seq>", d, q: seq, t: ts_ms,
-//!   m: [{k: metric, v: value}], p?: pending_since_ms}`. The `_id` is the unique (device, seq)
-//!   key, so a redelivered reading is refused by the server. One document per reading rather
-//!   than per point: a batch of 100 readings x 10 metrics is 100 inserts instead of 1,000, the
-//!   insert rate is what bounds the consumer, and charts are served from rollups anyway. Metric
-//!   names hold dots, which MongoDB reads as paths, hence the `{k, v}` list.
-//! - `rollups_1m`, `rollups_1h`: `{_id: "<device>|<metric>|<bucket_ms>", d, m, b, c, s, lo, hi,
-//!   src: [signature]}`, maintained with `$inc`/`$min`/`$max` upserts.
-//! - `catalogue`: `{_id: "<device>|<metric>", d, m, first, last}` (`$min`/`$max` upserts).
-//! - `latest`: `{_id: device, q, t, m}`, replaced only by a higher seq.
+//! - `readings`: `{_id: "<device>:<seq>", d, q, t, m: [{k, v}], j}`, one per reading: the
+//!   exactly-once key (the server refuses a second insert of an `_id`), and what `latest` and
+//!   crash recovery read back. Metric names hold dots, which MongoDB reads as paths, hence `{k, v}`.
+//! - `hours`: `{_id: "<device>|<metric>|<hour_ms>", b, p: [{t, v, q}], s: {"<minute>":
+//!   {c, s, lo, hi}}, src: [signature]}`: the raw points of one metric in one hour and its
+//!   1-minute rollups, in one document so one upsert maintains both.
+//! - `days`: `{_id: "<device>|<metric>|<day_ms>", b, s: {"<hour>": {...}}, src}`: 1-hour rollups;
+//!   a 30-day chart is 30 point reads.
+//! - `catalogue`: `{_id: device, m: {"<metric with - for .>": {f, l}}}`; `latest`: `{_id: device,
+//!   q}` raised with `$max`, the reading itself read from `readings`.
 //!
-//! Exactly once without transactions: `$inc` is not idempotent, so a crash between inserting
-//! readings and adding them to the rollups must neither lose nor double their contribution.
-//! Readings are inserted with a pending mark `p`; their rollup deltas are applied per bucket with
-//! a *signature* (a hash of the contributing seqs) that the bucket records in `src`, and the
-//! upsert's filter `{_id, src: {$ne: signature}}` turns a repeated delta into a duplicate-key
-//! error the store ignores; then the mark is cleared. A redelivered batch whose readings are
-//! still pending (older than [`PENDING_LEASE_MS`], so not in flight elsewhere) finishes their
-//! rollups with the same signatures, and [`MongoStore::repair`] sweeps any pending readings
-//! left behind. Catalogue and latest upserts are idempotent by construction.
+//! Exactly once without transactions: a write first records its reading ids in `journal` (with
+//! a fresh id `j`, also stamped on each reading it inserts), inserts the readings (duplicates are
+//! refused by `_id` and skipped), applies the new readings' points and rollup deltas with `$push`,
+//! `$inc`, `$min`, `$max` upserts, and deletes its journal entry. Each bucket update also records
+//! a *signature* of the seqs it carried in the bucket's `src`. A writer that dies half-way leaves
+//! its journal entry; [`MongoStore::repair`] (run periodically) takes entries older than
+//! [`PENDING_LEASE_MS`], reads back the readings stamped with that entry's id and re-applies
+//! their deltas, skipping every bucket whose `src` already holds the signature. Nothing is lost
+//! and nothing is counted twice; a redelivered message only meets duplicates.
 
-use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    time::Duration,
-};
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use edgewatch_protocol::{Batch, DeviceId, MetricName, Reading, Seq, Timestamp};
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt, stream};
 use mongodb::{
-    Client, Collection, Database, IndexModel,
+    Client, Collection, Database,
     bson::{Bson, Document, doc},
     error::ErrorKind,
     options::ClientOptions,
 };
 
 use super::{
-    Bucket, LatestReading, MetricSpan, Point, Purge, StoreError, TelemetryStore, Tier, TimeRange,
-    WriteOutcome,
+    Bucket, HOUR_MS, LatestReading, MINUTE_MS, MetricSpan, Point, Purge, StoreError,
+    TelemetryStore, Tier, TimeRange, WriteOutcome,
 };
 
-/// How long a pending reading is presumed to be in the hands of the writer that inserted it.
+/// How long a journal entry is presumed to belong to a writer still at work.
 pub const PENDING_LEASE_MS: i64 = 30_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
 const DUPLICATE_KEY: i32 = 11_000;
+/// Point reads in flight at once for one query.
+const READ_CONCURRENCY: usize = 16;
 
 pub struct MongoStore {
     db: Database,
     readings: Collection<Document>,
+    hours: Collection<Document>,
+    days: Collection<Document>,
 }
 
 fn unavailable(err: mongodb::error::Error) -> StoreError {
@@ -60,21 +66,14 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-fn rollup_collection(tier: Tier) -> &'static str {
-    match tier {
-        Tier::Minute => "rollups_1m",
-        Tier::Hour => "rollups_1h",
-    }
-}
-
 fn now_ms() -> i64 {
     Timestamp::now().as_millis()
 }
 
-/// FNV-1a over the device and its seqs: the identity of one rollup delta.
-fn signature(device: &str, seqs: &[u64]) -> i64 {
+/// FNV-1a over the seqs a bucket update carries: the identity of that update.
+fn signature(seqs: &[u64]) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in device.bytes().chain(seqs.iter().flat_map(|s| s.to_le_bytes())) {
+    for byte in seqs.iter().flat_map(|s| s.to_le_bytes()) {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -85,9 +84,87 @@ fn reading_id(device: &str, seq: Seq) -> String {
     format!("{device}:{}", seq.get())
 }
 
+fn bucket_id(device: &str, metric: &str, start: i64) -> String {
+    format!("{device}|{metric}|{start}")
+}
+
+/// Catalogue keys: metric names without dots (names never hold `-`).
+fn catalogue_key(name: &MetricName) -> String {
+    name.as_str().replace('.', "-")
+}
+
+/// The rollup tier's document: its collection and the width of one document.
+fn tier_docs(tier: Tier) -> (&'static str, i64) {
+    match tier {
+        Tier::Minute => ("hours", HOUR_MS),
+        Tier::Hour => ("days", DAY_MS),
+    }
+}
+
+/// Starts of the documents of `width_ms` that cover `range`.
+fn doc_starts(range: TimeRange, width_ms: i64) -> Vec<i64> {
+    let first = range.from.truncate(width_ms).as_millis();
+    let to = range.to.as_millis();
+    (0..).map(|i| first + i * width_ms).take_while(|start| *start < to).collect()
+}
+
+/// One document update of a write: the points or deltas of one metric of one device in one
+/// document (hour or day), with the seqs they came from.
+#[derive(Default)]
+struct DocDelta {
+    start: i64,
+    seqs: Vec<u64>,
+    points: Vec<(i64, f64, u64)>,
+    slots: BTreeMap<i64, Bucket>,
+}
+
+impl DocDelta {
+    fn add(&mut self, slot_width: i64, reading: &Reading, value: f64, keep_points: bool) {
+        let ts = reading.ts.as_millis();
+        self.seqs.push(reading.seq.get());
+        if keep_points {
+            self.points.push((ts, value, reading.seq.get()));
+        }
+        let slot = (ts - self.start).div_euclid(slot_width);
+        let one = Bucket::of(reading.ts, value);
+        self.slots.entry(slot).and_modify(|b| b.merge(&one)).or_insert(one);
+    }
+
+    fn update(&self, device: &str, metric: &str) -> Document {
+        let mut seqs = self.seqs.clone();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let mut inc = Document::new();
+        let mut min = Document::new();
+        let mut max = Document::new();
+        for (slot, bucket) in &self.slots {
+            inc.insert(format!("s.{slot}.c"), bucket.count as i64);
+            inc.insert(format!("s.{slot}.s"), bucket.sum);
+            min.insert(format!("s.{slot}.lo"), bucket.min);
+            max.insert(format!("s.{slot}.hi"), bucket.max);
+        }
+        let mut push = doc! {"src": signature(&seqs)};
+        if !self.points.is_empty() {
+            let points: Vec<Bson> = self
+                .points
+                .iter()
+                .map(|(ts, v, seq)| Bson::Document(doc! {"t": *ts, "v": *v, "q": *seq as i64}))
+                .collect();
+            push.insert("p", doc! {"$each": points});
+        }
+        doc! {
+            "q": {"_id": bucket_id(device, metric, self.start)},
+            "u": {
+                "$inc": inc, "$min": min, "$max": max, "$push": push,
+                "$set": {"b": self.start},
+            },
+            "upsert": true,
+        }
+    }
+}
+
 impl MongoStore {
-    /// Connects to `url` (`mongodb://host:port/database`; the database defaults to `edgewatch`)
-    /// and creates the indexes queries need.
+    /// Connects to `url` (`mongodb://host:port/database`; the database defaults to `edgewatch`).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let mut options = ClientOptions::parse(url).await.map_err(unavailable)?;
         options.server_selection_timeout.get_or_insert(Duration::from_secs(5));
@@ -95,34 +172,18 @@ impl MongoStore {
         options.app_name.get_or_insert_with(|| "edgewatch".into());
         let db_name = options.default_database.clone().unwrap_or_else(|| "edgewatch".into());
         let client = Client::with_options(options).map_err(unavailable)?;
-        let store = Self::with_database(client.database(&db_name));
-        store.create_indexes().await?;
-        Ok(store)
+        let db = client.database(&db_name);
+        // Fail now, not at the first write, when the server is not there.
+        db.run_command(doc! {"ping": 1}).await.map_err(unavailable)?;
+        Ok(Self {
+            readings: db.collection("readings"),
+            hours: db.collection("hours"),
+            days: db.collection("days"),
+            db,
+        })
     }
 
-    fn with_database(db: Database) -> Self {
-        Self { readings: db.collection("readings"), db }
-    }
-
-    async fn create_indexes(&self) -> Result<(), StoreError> {
-        let index = |keys: Document| IndexModel::builder().keys(keys).build();
-        self.readings.create_index(index(doc! {"d": 1, "t": 1})).await.map_err(unavailable)?;
-        for tier in Tier::ALL {
-            self.db
-                .collection::<Document>(rollup_collection(tier))
-                .create_index(index(doc! {"d": 1, "m": 1, "b": 1}))
-                .await
-                .map_err(unavailable)?;
-        }
-        self.db
-            .collection::<Document>("catalogue")
-            .create_index(index(doc! {"d": 1}))
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    /// Inserts the readings; returns the ids the server refused as duplicates.
+    /// Inserts the readings; returns the positions the server refused as duplicates.
     async fn insert(&self, docs: Vec<Document>) -> Result<HashSet<usize>, StoreError> {
         if docs.is_empty() {
             return Ok(HashSet::new());
@@ -145,25 +206,7 @@ impl MongoStore {
         }
     }
 
-    /// Of the given reading ids, those still pending since before the lease.
-    async fn stale_pending(&self, ids: Vec<String>) -> Result<HashSet<String>, StoreError> {
-        if ids.is_empty() {
-            return Ok(HashSet::new());
-        }
-        let found: Vec<Document> = self
-            .readings
-            .find(doc! {"_id": {"$in": ids}, "p": {"$lt": now_ms() - PENDING_LEASE_MS}})
-            .projection(doc! {"_id": 1})
-            .await
-            .map_err(unavailable)?
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
-        found.iter().map(|d| d.get_str("_id").map(str::to_owned).map_err(corrupt)).collect()
-    }
-
-    /// Runs an `update` command of many statements; duplicate-key errors (a delta already
-    /// applied, a latest already newer) are expected and ignored.
+    /// Runs an `update` command of many statements.
     async fn update(&self, collection: &str, updates: Vec<Document>) -> Result<(), StoreError> {
         for chunk in updates.chunks(1_000) {
             let reply = self
@@ -172,130 +215,206 @@ impl MongoStore {
                 .await
                 .map_err(unavailable)?;
             if let Ok(errors) = reply.get_array("writeErrors") {
-                for error in errors {
-                    let code = error.as_document().and_then(|e| e.get_i32("code").ok());
-                    if code != Some(DUPLICATE_KEY) {
-                        return Err(StoreError::Unavailable(format!(
-                            "update of {collection} failed: {error}"
-                        )));
-                    }
+                if let Some(error) = errors.first() {
+                    return Err(StoreError::Unavailable(format!(
+                        "update of {collection} failed: {error}"
+                    )));
                 }
             }
         }
         Ok(())
     }
 
-    /// Applies rollups, catalogue and latest for readings that are stored but pending, then
-    /// clears their mark. Safe to repeat: see the module doc.
-    async fn settle(&self, pending: &BTreeMap<String, Vec<&Reading>>) -> Result<(), StoreError> {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let mut rollups: HashMap<Tier, Vec<Document>> = HashMap::new();
+    /// Keeps only the updates whose signature the bucket does not hold yet (recovery only: a
+    /// point read per bucket).
+    async fn not_yet_applied(
+        &self,
+        collection: &Collection<Document>,
+        updates: Vec<Document>,
+    ) -> Result<Vec<Document>, StoreError> {
+        let checks = updates.into_iter().map(|update| async move {
+            let id = update.get_document("q").map_err(corrupt)?.get("_id").cloned();
+            let sig = update
+                .get_document("u")
+                .and_then(|u| u.get_document("$push"))
+                .and_then(|p| p.get_i64("src"))
+                .map_err(corrupt)?;
+            let found = collection
+                .find_one(doc! {"_id": id})
+                .projection(doc! {"src": 1})
+                .await
+                .map_err(unavailable)?;
+            let applied = found
+                .and_then(|d| d.get_array("src").ok().cloned())
+                .is_some_and(|src| src.contains(&Bson::Int64(sig)));
+            Ok::<_, StoreError>((!applied).then_some(update))
+        });
+        let kept: Vec<Option<Document>> =
+            stream::iter(checks).buffered(READ_CONCURRENCY).try_collect().await?;
+        Ok(kept.into_iter().flatten().collect())
+    }
+
+    /// Applies points, rollups, catalogue and latest for stored readings. With `recovering`,
+    /// buckets that already hold an update's signature are skipped.
+    async fn settle(
+        &self,
+        readings: &BTreeMap<String, Vec<&Reading>>,
+        recovering: bool,
+    ) -> Result<(), StoreError> {
+        let mut hours = Vec::new();
+        let mut days = Vec::new();
         let mut catalogue = Vec::new();
         let mut latest = Vec::new();
-        let mut ids = Vec::new();
-        for (device, readings) in pending {
-            ids.extend(readings.iter().map(|r| reading_id(device, r.seq)));
-            for tier in Tier::ALL {
-                let mut buckets: BTreeMap<i64, Vec<&Reading>> = BTreeMap::new();
-                for reading in readings {
-                    buckets
-                        .entry(reading.ts.truncate(tier.width_ms()).as_millis())
-                        .or_default()
-                        .push(reading);
-                }
-                for (start, members) in buckets {
-                    let mut seqs: Vec<u64> = members.iter().map(|r| r.seq.get()).collect();
-                    seqs.sort_unstable();
-                    let sig = signature(device, &seqs);
-                    let mut per_metric: BTreeMap<&MetricName, Bucket> = BTreeMap::new();
-                    for reading in members {
-                        for (name, value) in &reading.metrics {
-                            let one = Bucket::of(reading.ts, *value);
-                            per_metric.entry(name).and_modify(|b| b.merge(&one)).or_insert(one);
-                        }
-                    }
-                    for (name, bucket) in per_metric {
-                        let id = format!("{device}|{name}|{start}");
-                        rollups.entry(tier).or_default().push(doc! {
-                            "q": {"_id": id, "src": {"$ne": sig}},
-                            "u": {
-                                "$inc": {"c": bucket.count as i64, "s": bucket.sum},
-                                "$min": {"lo": bucket.min},
-                                "$max": {"hi": bucket.max},
-                                "$push": {"src": sig},
-                                "$set": {"d": device.as_str(), "m": name.as_str(), "b": start},
-                            },
-                            "upsert": true,
-                        });
-                    }
-                }
-            }
+        for (device, readings) in readings {
+            let mut per_hour: BTreeMap<(&MetricName, i64), DocDelta> = BTreeMap::new();
+            let mut per_day: BTreeMap<(&MetricName, i64), DocDelta> = BTreeMap::new();
             let mut spans: BTreeMap<&MetricName, (i64, i64)> = BTreeMap::new();
             for reading in readings {
                 let ts = reading.ts.as_millis();
-                for name in reading.metrics.keys() {
+                for (name, value) in &reading.metrics {
+                    let hour = reading.ts.truncate(HOUR_MS).as_millis();
+                    per_hour
+                        .entry((name, hour))
+                        .or_insert_with(|| DocDelta { start: hour, ..DocDelta::default() })
+                        .add(MINUTE_MS, reading, *value, true);
+                    let day = reading.ts.truncate(DAY_MS).as_millis();
+                    per_day
+                        .entry((name, day))
+                        .or_insert_with(|| DocDelta { start: day, ..DocDelta::default() })
+                        .add(HOUR_MS, reading, *value, false);
                     spans
                         .entry(name)
                         .and_modify(|(lo, hi)| (*lo, *hi) = ((*lo).min(ts), (*hi).max(ts)))
                         .or_insert((ts, ts));
                 }
             }
+            hours.extend(per_hour.iter().map(|((name, _), d)| d.update(device, name.as_str())));
+            days.extend(per_day.iter().map(|((name, _), d)| d.update(device, name.as_str())));
+            let mut min = Document::new();
+            let mut max = Document::new();
             for (name, (first, last)) in spans {
-                catalogue.push(doc! {
-                    "q": {"_id": format!("{device}|{name}")},
-                    "u": {
-                        "$min": {"first": first},
-                        "$max": {"last": last},
-                        "$set": {"d": device.as_str(), "m": name.as_str()},
-                    },
-                    "upsert": true,
-                });
+                let key = catalogue_key(name);
+                min.insert(format!("m.{key}.f"), first);
+                max.insert(format!("m.{key}.l"), last);
             }
-            if let Some(newest) = readings.iter().max_by_key(|r| r.seq) {
-                let seq = newest.seq.get() as i64;
+            catalogue.push(doc! {"q": {"_id": device.as_str()}, "u": {"$min": min, "$max": max}, "upsert": true});
+            if let Some(newest) = readings.iter().map(|r| r.seq).max() {
                 latest.push(doc! {
-                    "q": {"_id": device.as_str(), "q": {"$lt": seq}},
-                    "u": {"$set": {"q": seq, "t": newest.ts.as_millis(), "m": metrics_doc(newest)}},
+                    "q": {"_id": device.as_str()},
+                    "u": {"$max": {"q": newest.get() as i64}},
                     "upsert": true,
                 });
             }
         }
-        for tier in Tier::ALL {
-            self.update(rollup_collection(tier), rollups.remove(&tier).unwrap_or_default()).await?;
+        if recovering {
+            hours = self.not_yet_applied(&self.hours, hours).await?;
+            days = self.not_yet_applied(&self.days, days).await?;
         }
+        self.update("hours", hours).await?;
+        self.update("days", days).await?;
         self.update("catalogue", catalogue).await?;
-        self.update("latest", latest).await?;
-        for chunk in ids.chunks(10_000) {
-            self.readings
-                .update_many(doc! {"_id": {"$in": chunk}}, doc! {"$unset": {"p": ""}})
-                .await
-                .map_err(unavailable)?;
-        }
-        Ok(())
+        self.update("latest", latest).await
     }
 
-    /// Finishes readings left pending past the lease by a writer that stopped half-way (and
-    /// whose batch was not redelivered); returns how many. Run periodically.
+    /// Finishes the writes of writers that stopped half-way (journal entries older than the
+    /// lease); returns how many readings it settled. Run periodically.
     pub async fn repair(&self) -> Result<usize, StoreError> {
-        let stale: Vec<Document> = self
-            .readings
-            .find(doc! {"p": {"$lt": now_ms() - PENDING_LEASE_MS}})
-            .limit(10_000)
+        let journal = self.db.collection::<Document>("journal");
+        let stale: Vec<Document> = journal
+            .find(doc! {"w": {"$lt": now_ms() - PENDING_LEASE_MS}})
             .await
             .map_err(unavailable)?
             .try_collect()
             .await
             .map_err(unavailable)?;
-        let readings: Vec<(String, Reading)> =
-            stale.iter().map(reading_from_doc).collect::<Result<_, _>>()?;
-        let mut pending: BTreeMap<String, Vec<&Reading>> = BTreeMap::new();
-        for (device, reading) in &readings {
-            pending.entry(device.clone()).or_default().push(reading);
+        let mut settled = 0;
+        for entry in stale {
+            let entry_id = entry.get_str("_id").map_err(corrupt)?.to_owned();
+            let ids: Vec<String> = entry
+                .get_array("ids")
+                .map_err(corrupt)?
+                .iter()
+                .filter_map(|id| id.as_str().map(str::to_owned))
+                .collect();
+            let reads = ids.into_iter().map(|id| {
+                let readings = self.readings.clone();
+                async move { readings.find_one(doc! {"_id": id}).await.map_err(unavailable) }
+            });
+            let found: Vec<Option<Document>> =
+                stream::iter(reads).buffered(READ_CONCURRENCY).try_collect().await?;
+            // Only the readings this write inserted: others belong to the write that did.
+            let mine: Vec<(String, Reading)> = found
+                .iter()
+                .flatten()
+                .filter(|doc| doc.get_str("j").is_ok_and(|j| j == entry_id))
+                .map(reading_from_doc)
+                .collect::<Result<_, _>>()?;
+            let mut by_device: BTreeMap<String, Vec<&Reading>> = BTreeMap::new();
+            for (device, reading) in &mine {
+                by_device.entry(device.clone()).or_default().push(reading);
+            }
+            self.settle(&by_device, true).await?;
+            journal.delete_one(doc! {"_id": &entry_id}).await.map_err(unavailable)?;
+            settled += mine.len();
         }
-        self.settle(&pending).await?;
-        Ok(readings.len())
+        Ok(settled)
+    }
+
+    /// The first and last timestamps of a metric (from the catalogue), so that a wide range
+    /// costs no reads of documents that cannot exist.
+    async fn span(
+        &self,
+        device: DeviceId,
+        metric: &MetricName,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        let found = self
+            .db
+            .collection::<Document>("catalogue")
+            .find_one(doc! {"_id": device.to_string()})
+            .await
+            .map_err(unavailable)?;
+        let Some(span) = found
+            .as_ref()
+            .and_then(|d| d.get_document("m").ok())
+            .and_then(|m| m.get_document(catalogue_key(metric)).ok())
+        else {
+            return Ok(None);
+        };
+        Ok(Some((integer(span, "f")?, integer(span, "l")?)))
+    }
+
+    /// `[max(from, lo), min(to, hi))`, or `None` when empty.
+    fn clamp(range: TimeRange, lo: i64, hi: i64) -> Result<Option<TimeRange>, StoreError> {
+        let from = range.from.as_millis().max(lo);
+        let to = range.to.as_millis().min(hi);
+        if from >= to {
+            return Ok(None);
+        }
+        Ok(Some(TimeRange::new(timestamp(from)?, timestamp(to)?)?))
+    }
+
+    /// Point reads of the documents of `collection` starting at `starts`, in order.
+    async fn bucket_docs(
+        &self,
+        collection: &Collection<Document>,
+        device: DeviceId,
+        metric: &MetricName,
+        starts: Vec<i64>,
+    ) -> Result<Vec<Document>, StoreError> {
+        let device = device.to_string();
+        let reads = starts.into_iter().map(|start| {
+            let id = bucket_id(&device, metric.as_str(), start);
+            async move {
+                collection
+                    .find_one(doc! {"_id": id})
+                    .projection(doc! {"src": 0})
+                    .await
+                    .map_err(unavailable)
+            }
+        });
+        let found: Vec<Option<Document>> =
+            stream::iter(reads).buffered(READ_CONCURRENCY).try_collect().await?;
+        Ok(found.into_iter().flatten().collect())
     }
 }
 
@@ -311,7 +430,7 @@ fn metrics_from(doc: &Document) -> Result<BTreeMap<MetricName, f64>, StoreError>
             let entry = entry.as_document().ok_or_else(|| corrupt("metric entry"))?;
             let name = MetricName::parse(entry.get_str("k").map_err(corrupt)?.to_owned())
                 .map_err(|e| corrupt(format!("metric name {e}")))?;
-            Ok((name, entry.get_f64("v").map_err(corrupt)?))
+            Ok((name, number(entry, "v")?))
         })
         .collect()
 }
@@ -320,17 +439,16 @@ fn timestamp(ms: i64) -> Result<Timestamp, StoreError> {
     Timestamp::from_millis(ms).map_err(corrupt)
 }
 
-fn seq_of(doc: &Document) -> Result<Seq, StoreError> {
-    let seq = doc.get_i64("q").map_err(corrupt)?;
-    u64::try_from(seq).ok().and_then(|s| Seq::new(s).ok()).ok_or_else(|| corrupt("seq"))
+fn seq_from(value: i64) -> Result<Seq, StoreError> {
+    u64::try_from(value).ok().and_then(|s| Seq::new(s).ok()).ok_or_else(|| corrupt("seq"))
 }
 
 fn reading_from_doc(doc: &Document) -> Result<(String, Reading), StoreError> {
     Ok((
         doc.get_str("d").map_err(corrupt)?.to_owned(),
         Reading {
-            seq: seq_of(doc)?,
-            ts: timestamp(doc.get_i64("t").map_err(corrupt)?)?,
+            seq: seq_from(integer(doc, "q")?)?,
+            ts: timestamp(integer(doc, "t")?)?,
             metrics: metrics_from(doc)?,
             tags: Default::default(),
         },
@@ -347,10 +465,40 @@ fn number(doc: &Document, key: &str) -> Result<f64, StoreError> {
     }
 }
 
+fn integer(doc: &Document, key: &str) -> Result<i64, StoreError> {
+    match doc.get(key) {
+        Some(Bson::Int64(v)) => Ok(*v),
+        Some(Bson::Int32(v)) => Ok(i64::from(*v)),
+        Some(Bson::Double(v)) if v.fract() == 0.0 => Ok(*v as i64),
+        other => Err(corrupt(format!("field {key}: {other:?}"))),
+    }
+}
+
+/// The rollup slots of a bucket document, as buckets of `slot_ms` from the document's start.
+fn slots(doc: &Document, slot_ms: i64) -> Result<Vec<Bucket>, StoreError> {
+    let start = integer(doc, "b")?;
+    let Ok(slots) = doc.get_document("s") else { return Ok(Vec::new()) };
+    slots
+        .iter()
+        .map(|(slot, summary)| {
+            let index: i64 = slot.parse().map_err(|_| corrupt(format!("slot {slot}")))?;
+            let summary = summary.as_document().ok_or_else(|| corrupt("slot summary"))?;
+            let count = integer(summary, "c")?;
+            Ok(Bucket {
+                start: timestamp(start + index * slot_ms)?,
+                count: u64::try_from(count).map_err(|_| corrupt(format!("count {count}")))?,
+                sum: number(summary, "s")?,
+                min: number(summary, "lo")?,
+                max: number(summary, "hi")?,
+            })
+        })
+        .collect()
+}
+
 #[async_trait]
 impl TelemetryStore for MongoStore {
     async fn write(&self, batches: &[Batch]) -> Result<WriteOutcome, StoreError> {
-        let now = now_ms();
+        let journal_id = uuid::Uuid::now_v7().to_string();
         let mut docs = Vec::new();
         let mut keys: Vec<(String, &Reading)> = Vec::new();
         for batch in batches {
@@ -362,74 +510,82 @@ impl TelemetryStore for MongoStore {
                     "q": reading.seq.get() as i64,
                     "t": reading.ts.as_millis(),
                     "m": metrics_doc(reading),
-                    "p": now,
+                    "j": journal_id.as_str(),
                 });
                 keys.push((device.clone(), reading));
             }
         }
+        if docs.is_empty() {
+            return Ok(WriteOutcome::default());
+        }
+        let journal = self.db.collection::<Document>("journal");
+        let ids: Vec<&str> = docs.iter().filter_map(|d| d.get_str("_id").ok()).collect();
+        journal
+            .insert_one(doc! {"_id": journal_id.as_str(), "ids": ids, "w": now_ms()})
+            .await
+            .map_err(unavailable)?;
         let refused = self.insert(docs).await?;
-        let mut fresh: HashSet<String> = HashSet::new();
-        let mut duplicates = Vec::new();
-        for (index, (device, reading)) in keys.iter().enumerate() {
-            let id = reading_id(device, reading.seq);
-            if refused.contains(&index) {
-                duplicates.push(id)
-            } else {
-                fresh.insert(id);
-            }
-        }
-        let outcome = WriteOutcome { accepted: fresh.len(), duplicates: duplicates.len() };
-        let recovered = self.stale_pending(duplicates).await?;
 
-        let mut pending: BTreeMap<String, Vec<&Reading>> = BTreeMap::new();
+        let mut fresh: BTreeMap<String, Vec<&Reading>> = BTreeMap::new();
         let mut taken = HashSet::new();
-        for (device, reading) in &keys {
-            let id = reading_id(device, reading.seq);
-            if (fresh.contains(&id) || recovered.contains(&id)) && taken.insert(id) {
-                pending.entry(device.clone()).or_default().push(reading);
+        let mut outcome = WriteOutcome::default();
+        for (index, (device, reading)) in keys.iter().enumerate() {
+            if !refused.contains(&index) && taken.insert((device, reading.seq)) {
+                fresh.entry(device.clone()).or_default().push(reading);
+                outcome.accepted += 1;
+            } else {
+                outcome.duplicates += 1;
             }
         }
-        self.settle(&pending).await?;
+        self.settle(&fresh, false).await?;
+        journal.delete_one(doc! {"_id": journal_id.as_str()}).await.map_err(unavailable)?;
         Ok(outcome)
     }
 
     async fn latest(&self, device: DeviceId) -> Result<Option<LatestReading>, StoreError> {
-        let found = self
-            .db
-            .collection::<Document>("latest")
-            .find_one(doc! {"_id": device.to_string()})
-            .await
-            .map_err(unavailable)?;
-        let Some(doc) = found else { return Ok(None) };
+        let collection = self.db.collection::<Document>("latest");
+        let Some(pointer) =
+            collection.find_one(doc! {"_id": device.to_string()}).await.map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
+        let seq = seq_from(integer(&pointer, "q")?)?;
+        let id = reading_id(&device.to_string(), seq);
+        // None when retention already removed the newest reading of a long-silent device.
+        let Some(doc) = self.readings.find_one(doc! {"_id": id}).await.map_err(unavailable)? else {
+            return Ok(None);
+        };
         Ok(Some(LatestReading {
             device_id: device,
-            ts: timestamp(doc.get_i64("t").map_err(corrupt)?)?,
-            seq: seq_of(&doc)?,
+            ts: timestamp(integer(&doc, "t")?)?,
+            seq,
             metrics: metrics_from(&doc)?,
         }))
     }
 
     async fn metrics(&self, device: DeviceId) -> Result<Vec<MetricSpan>, StoreError> {
-        let docs: Vec<Document> = self
+        let found = self
             .db
             .collection::<Document>("catalogue")
-            .find(doc! {"d": device.to_string()})
-            .sort(doc! {"m": 1})
-            .await
-            .map_err(unavailable)?
-            .try_collect()
+            .find_one(doc! {"_id": device.to_string()})
             .await
             .map_err(unavailable)?;
-        docs.iter()
-            .map(|doc| {
+        let Some(doc) = found else { return Ok(Vec::new()) };
+        let Ok(metrics) = doc.get_document("m") else { return Ok(Vec::new()) };
+        let mut spans = metrics
+            .iter()
+            .map(|(key, span)| {
+                let span = span.as_document().ok_or_else(|| corrupt("catalogue entry"))?;
                 Ok(MetricSpan {
-                    name: MetricName::parse(doc.get_str("m").map_err(corrupt)?.to_owned())
+                    name: MetricName::parse(key.replace('-', "."))
                         .map_err(|e| corrupt(format!("metric name {e}")))?,
-                    first_ts: timestamp(doc.get_i64("first").map_err(corrupt)?)?,
-                    last_ts: timestamp(doc.get_i64("last").map_err(corrupt)?)?,
+                    first_ts: timestamp(integer(span, "f")?)?,
+                    last_ts: timestamp(integer(span, "l")?)?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        spans.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(spans)
     }
 
     async fn raw(
@@ -439,26 +595,31 @@ impl TelemetryStore for MongoStore {
         range: TimeRange,
         limit: usize,
     ) -> Result<Vec<Point>, StoreError> {
-        let mut cursor = self
-            .readings
-            .find(doc! {
-                "d": device.to_string(),
-                "t": {"$gte": range.from.as_millis(), "$lt": range.to.as_millis()},
-                "m.k": metric.as_str(),
-            })
-            .sort(doc! {"t": 1, "q": 1})
-            .projection(doc! {"t": 1, "m": 1})
-            .await
-            .map_err(unavailable)?;
+        let Some((first, last)) = self.span(device, metric).await? else { return Ok(Vec::new()) };
+        let Some(range) = Self::clamp(range, first, last.saturating_add(1))? else {
+            return Ok(Vec::new());
+        };
+        let (from, to) = (range.from.as_millis(), range.to.as_millis());
         let mut points = Vec::new();
-        while points.len() < limit {
-            let Some(doc) = cursor.try_next().await.map_err(unavailable)? else { break };
-            let metrics = metrics_from(&doc)?;
-            if let Some(value) = metrics.get(metric) {
-                points.push(Point {
-                    ts: timestamp(doc.get_i64("t").map_err(corrupt)?)?,
-                    value: *value,
-                });
+        // An hour at a time, in order, so a limited answer reads only what it returns.
+        for starts in doc_starts(range, HOUR_MS).chunks(READ_CONCURRENCY) {
+            for doc in self.bucket_docs(&self.hours, device, metric, starts.to_vec()).await? {
+                let mut hour: Vec<(i64, u64, f64)> = Vec::new();
+                for point in doc.get_array("p").map(|p| p.as_slice()).unwrap_or_default() {
+                    let point = point.as_document().ok_or_else(|| corrupt("point"))?;
+                    let (ts, value, seq) =
+                        (integer(point, "t")?, number(point, "v")?, integer(point, "q")?);
+                    if (from..to).contains(&ts) {
+                        hour.push((ts, seq as u64, value));
+                    }
+                }
+                hour.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+                for (ts, _, value) in hour {
+                    if points.len() == limit {
+                        return Ok(points);
+                    }
+                    points.push(Point { ts: timestamp(ts)?, value });
+                }
             }
         }
         Ok(points)
@@ -471,48 +632,96 @@ impl TelemetryStore for MongoStore {
         tier: Tier,
         range: TimeRange,
     ) -> Result<Vec<Bucket>, StoreError> {
-        let docs: Vec<Document> = self
-            .db
-            .collection::<Document>(rollup_collection(tier))
-            .find(doc! {
-                "d": device.to_string(),
-                "m": metric.as_str(),
-                "b": {"$gte": range.from.as_millis(), "$lt": range.to.as_millis()},
-            })
-            .sort(doc! {"b": 1})
-            .projection(doc! {"src": 0})
-            .await
-            .map_err(unavailable)?
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
-        docs.iter()
-            .map(|doc| {
-                let count = doc.get_i64("c").map_err(corrupt)?;
-                Ok(Bucket {
-                    start: timestamp(doc.get_i64("b").map_err(corrupt)?)?,
-                    count: u64::try_from(count).map_err(|_| corrupt(format!("count {count}")))?,
-                    sum: number(doc, "s")?,
-                    min: number(doc, "lo")?,
-                    max: number(doc, "hi")?,
-                })
-            })
-            .collect()
+        let Some((first, last)) = self.span(device, metric).await? else { return Ok(Vec::new()) };
+        let first_bucket = first - first.rem_euclid(tier.width_ms());
+        let Some(range) = Self::clamp(range, first_bucket, last.saturating_add(1))? else {
+            return Ok(Vec::new());
+        };
+        let (name, width) = tier_docs(tier);
+        let collection = self.db.collection::<Document>(name);
+        let docs = self.bucket_docs(&collection, device, metric, doc_starts(range, width)).await?;
+        let mut buckets = Vec::new();
+        for doc in &docs {
+            buckets.extend(
+                slots(doc, tier.width_ms())?
+                    .into_iter()
+                    .filter(|b| b.start >= range.from && b.start < range.to),
+            );
+        }
+        buckets.sort_by_key(|b| b.start);
+        Ok(buckets)
     }
 
     async fn purge(&self, what: Purge, before: Timestamp) -> Result<u64, StoreError> {
         let cutoff = before.as_millis();
-        let (collection, filter) = match what {
-            Purge::Raw => ("readings", doc! {"t": {"$lt": cutoff}, "p": {"$exists": false}}),
-            Purge::Rollup(tier) => (rollup_collection(tier), doc! {"b": {"$lt": cutoff}}),
-        };
-        let result = self
-            .db
-            .collection::<Document>(collection)
-            .delete_many(filter)
-            .await
-            .map_err(unavailable)?;
-        Ok(result.deleted_count)
+        match what {
+            Purge::Raw => {
+                // Points go a whole hour at a time: those of the cutoff's own hour stay until
+                // the hour has passed.
+                self.hours
+                    .update_many(
+                        doc! {"b": {"$lte": cutoff - HOUR_MS}, "p": {"$exists": true}},
+                        doc! {"$unset": {"p": ""}},
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                let deleted = self
+                    .readings
+                    .delete_many(doc! {"t": {"$lt": cutoff}})
+                    .await
+                    .map_err(unavailable)?;
+                Ok(deleted.deleted_count)
+            }
+            Purge::Rollup(tier) => {
+                let (name, width) = tier_docs(tier);
+                let collection = self.db.collection::<Document>(name);
+                // Whole documents before the cutoff, counted by their slots, then the slots
+                // before the cutoff in the document that holds it.
+                let old: Vec<Document> = collection
+                    .find(doc! {"b": {"$lte": cutoff - width}})
+                    .projection(doc! {"s": 1, "b": 1})
+                    .await
+                    .map_err(unavailable)?
+                    .try_collect()
+                    .await
+                    .map_err(unavailable)?;
+                let mut deleted = 0;
+                for doc in &old {
+                    deleted += slots(doc, tier.width_ms())?.len() as u64;
+                }
+                collection
+                    .delete_many(doc! {"b": {"$lte": cutoff - width}})
+                    .await
+                    .map_err(unavailable)?;
+                let boundary = cutoff - cutoff.rem_euclid(width);
+                let straddling: Vec<Document> = collection
+                    .find(doc! {"b": boundary})
+                    .projection(doc! {"s": 1, "b": 1})
+                    .await
+                    .map_err(unavailable)?
+                    .try_collect()
+                    .await
+                    .map_err(unavailable)?;
+                for doc in &straddling {
+                    let mut unset = Document::new();
+                    for bucket in slots(doc, tier.width_ms())? {
+                        if bucket.start.as_millis() < cutoff {
+                            let slot = (bucket.start.as_millis() - boundary) / tier.width_ms();
+                            unset.insert(format!("s.{slot}"), "");
+                        }
+                    }
+                    if !unset.is_empty() {
+                        deleted += unset.len() as u64;
+                        let id = doc.get("_id").cloned().ok_or_else(|| corrupt("no _id"))?;
+                        collection
+                            .update_one(doc! {"_id": id}, doc! {"$unset": unset})
+                            .await
+                            .map_err(unavailable)?;
+                    }
+                }
+                Ok(deleted)
+            }
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -529,11 +738,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signatures_depend_on_device_and_every_seq() {
-        let a = signature("d1", &[1, 2, 3]);
-        assert_eq!(a, signature("d1", &[1, 2, 3]));
-        assert_ne!(a, signature("d2", &[1, 2, 3]));
-        assert_ne!(a, signature("d1", &[1, 2, 4]));
-        assert_ne!(a, signature("d1", &[1, 2]));
+    fn signatures_depend_on_every_seq() {
+        let a = signature(&[1, 2, 3]);
+        assert_eq!(a, signature(&[1, 2, 3]));
+        assert_ne!(a, signature(&[1, 2, 4]));
+        assert_ne!(a, signature(&[1, 2]));
+    }
+
+    #[test]
+    fn documents_cover_a_range() {
+        let ts = |ms| Timestamp::from_millis(ms).unwrap();
+        let range = TimeRange::new(ts(HOUR_MS + 5), ts(3 * HOUR_MS)).unwrap();
+        assert_eq!(doc_starts(range, HOUR_MS), vec![HOUR_MS, 2 * HOUR_MS]);
+        let empty = TimeRange::new(ts(HOUR_MS), ts(HOUR_MS)).unwrap();
+        assert!(doc_starts(empty, HOUR_MS).is_empty());
     }
 }

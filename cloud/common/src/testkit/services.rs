@@ -164,6 +164,7 @@ impl PrivateServer {
         self.stop().await;
         let child = (self.command)(self.port)
             .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {} ({e}); {HOW}", self.name));

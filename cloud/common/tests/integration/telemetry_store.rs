@@ -59,73 +59,98 @@ async fn mongodb_store_conformance_on_ferretdb() {
     .await;
 }
 
-/// A writer that stopped between inserting readings and adding them to the rollups: the
-/// redelivered batch (or the repair sweep) finishes the rollups once, never twice.
+/// A writer that stopped half-way: the repair sweep finishes its write, once, even when some of
+/// its buckets were already updated; redeliveries meet only duplicates.
 #[tokio::test]
 async fn mongodb_store_finishes_half_done_writes_exactly_once() {
     use edgewatch_common::telemetry_store::{Tier, TimeRange, mongo::PENDING_LEASE_MS};
     use edgewatch_protocol::{Batch, DeviceId, MetricName, Timestamp};
-    use mongodb::bson::doc;
+    use mongodb::bson::{Document, doc};
 
     let url = mongodb_url();
     let store = MongoStore::open(&url).await.expect("open");
     let raw = mongodb::Client::with_uri_str(&url).await.unwrap().default_database().unwrap();
-    let readings = raw.collection::<mongodb::bson::Document>("readings");
-    let batch = |device: DeviceId, seqs: std::ops::RangeInclusive<u64>| {
-        let readings: Vec<String> = seqs
-            .map(|s| {
-                format!(r#"{{"seq":{s},"ts":"2026-11-26T20:00:{s:02}Z","metrics":{{"x":{s}}}}}"#)
-            })
-            .collect();
-        Batch::from_json(
-            format!(r#"{{"device_id":"{device}","readings":[{}]}}"#, readings.join(",")).as_bytes(),
-        )
-        .unwrap()
-    };
+    let readings = raw.collection::<Document>("readings");
+    let journal = raw.collection::<Document>("journal");
     let x = MetricName::parse("x").unwrap();
     let all = TimeRange::new(Timestamp::from_millis(0).unwrap(), Timestamp::now()).unwrap();
     let stale = Timestamp::now().as_millis() - PENDING_LEASE_MS - 1;
+    let at = |s: i64| Timestamp::parse("2026-11-26T20:00:00Z").unwrap().as_millis() + s * 1000;
+    let sums = |device: DeviceId| {
+        let store = &store;
+        let x = &x;
+        async move {
+            let minute = store.rollups(device, x, Tier::Minute, all).await.unwrap();
+            let hour = store.rollups(device, x, Tier::Hour, all).await.unwrap();
+            let points = store.raw(device, x, all, 100).await.unwrap();
+            (
+                minute.iter().map(|b| b.count).sum::<u64>(),
+                hour.iter().map(|b| b.sum).sum::<f64>(),
+                points.len(),
+            )
+        }
+    };
 
-    // Redelivery path: readings 1..=3 inserted and still pending past the lease, no rollups.
+    // Crashed after inserting its readings, before any bucket.
     let device = DeviceId::new();
+    let ids: Vec<String> = (1..=3).map(|s| format!("{device}:{s}")).collect();
+    journal.insert_one(doc! {"_id": "crashed-1", "ids": &ids, "w": stale}).await.unwrap();
     for s in 1..=3_i64 {
         readings
             .insert_one(doc! {"_id": format!("{device}:{s}"), "d": device.to_string(), "q": s,
-            "t": Timestamp::parse("2026-11-26T20:00:00Z").unwrap().as_millis() + s * 1000,
-            "m": [{"k": "x", "v": s as f64}], "p": stale})
+            "t": at(s), "m": [{"k": "x", "v": s as f64}], "j": "crashed-1"})
             .await
             .unwrap();
     }
-    let outcome = store.write(&[batch(device, 1..=3)]).await.unwrap();
+    let redelivered = Batch::from_json(
+        format!(
+            r#"{{"device_id":"{device}","readings":[{}]}}"#,
+            (1..=3)
+                .map(|s| format!(
+                    r#"{{"seq":{s},"ts":"2026-11-26T20:00:{s:02}Z","metrics":{{"x":{s}}}}}"#
+                ))
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let outcome = store.write(std::slice::from_ref(&redelivered)).await.unwrap();
     assert_eq!((outcome.accepted, outcome.duplicates), (0, 3));
-    let buckets = store.rollups(device, &x, Tier::Minute, all).await.unwrap();
-    assert_eq!((buckets.len(), buckets[0].count, buckets[0].sum), (1, 3, 6.0));
-    store.write(&[batch(device, 1..=3)]).await.unwrap();
-    let again = store.rollups(device, &x, Tier::Hour, all).await.unwrap();
-    assert_eq!((again[0].count, again[0].sum), (3, 6.0), "a second redelivery adds nothing");
+    assert_eq!(store.repair().await.unwrap(), 3);
+    assert_eq!(sums(device).await, (3, 6.0, 3));
+    assert_eq!(store.repair().await.unwrap(), 0, "the journal entry is gone");
+    store.write(&[redelivered]).await.unwrap();
+    assert_eq!(sums(device).await, (3, 6.0, 3), "a later redelivery adds nothing");
     assert_eq!(store.latest(device).await.unwrap().unwrap().seq.get(), 3);
 
-    // Sweep path: a pending reading nobody redelivers.
-    let lonely = DeviceId::new();
-    readings
-        .insert_one(doc! {"_id": format!("{lonely}:7"), "d": lonely.to_string(), "q": 7_i64,
-        "t": Timestamp::parse("2026-11-26T20:00:00Z").unwrap().as_millis(),
-        "m": [{"k": "x", "v": 2.5}], "p": stale})
+    // Crashed after its hour buckets, before its day buckets: the sweep adds only the days.
+    let other = DeviceId::new();
+    let batch = Batch::from_json(
+        format!(r#"{{"device_id":"{other}","readings":[{{"seq":1,"ts":"2026-11-26T20:00:01Z","metrics":{{"x":2.5}}}}]}}"#)
+            .as_bytes(),
+    )
+    .unwrap();
+    store.write(&[batch]).await.unwrap();
+    let written = readings.find_one(doc! {"_id": format!("{other}:1")}).await.unwrap().unwrap();
+    let entry = written.get_str("j").unwrap().to_owned();
+    journal
+        .insert_one(doc! {"_id": &entry, "ids": [format!("{other}:1")], "w": stale})
         .await
         .unwrap();
-    assert!(store.repair().await.unwrap() >= 1);
-    assert_eq!(store.repair().await.unwrap(), 0, "nothing left pending");
-    let buckets = store.rollups(lonely, &x, Tier::Hour, all).await.unwrap();
-    assert_eq!((buckets.len(), buckets[0].count, buckets[0].sum), (1, 1, 2.5));
+    raw.collection::<Document>("days")
+        .delete_many(doc! {"_id": {"$regex": format!("^{other}")}})
+        .await
+        .unwrap();
+    assert_eq!(store.repair().await.unwrap(), 1);
+    assert_eq!(sums(other).await, (1, 2.5, 1), "hours untouched, days restored");
 
-    // A fresh pending reading (another writer's, within the lease) is left to that writer.
-    let busy = DeviceId::new();
-    readings
-        .insert_one(doc! {"_id": format!("{busy}:1"), "d": busy.to_string(), "q": 1_i64,
-        "t": Timestamp::parse("2026-11-26T20:00:01Z").unwrap().as_millis(),
-        "m": [{"k": "x", "v": 1.0}], "p": Timestamp::now().as_millis()})
+    // A fresh entry belongs to a writer still at work: left alone.
+    journal
+        .insert_one(
+            doc! {"_id": "busy", "ids": [format!("{other}:1")], "w": Timestamp::now().as_millis()},
+        )
         .await
         .unwrap();
-    store.write(&[batch(busy, 1..=1)]).await.unwrap();
-    assert!(store.rollups(busy, &x, Tier::Hour, all).await.unwrap().is_empty());
+    assert_eq!(store.repair().await.unwrap(), 0);
 }
