@@ -29,6 +29,10 @@ pub struct MonitoringConfig {
     pub static_dir: Option<PathBuf>,
     /// Socket.IO packets queued per client before further pushes to it are dropped (counted).
     pub live_buffer: usize,
+    /// Redis for the Socket.IO adapter when several replicas serve live clients.
+    pub live_redis_url: Option<String>,
+    /// The adapter's channel prefix in that Redis (one per deployment).
+    pub live_redis_prefix: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -66,6 +70,8 @@ impl Default for MonitoringConfig {
             max_points: 10_000,
             static_dir: None,
             live_buffer: 256,
+            live_redis_url: None,
+            live_redis_prefix: "edgewatch-live".into(),
         }
     }
 }

@@ -40,6 +40,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("cannot reach the message bus: {0}")]
     Bus(#[from] bus::BusError),
+    #[error(transparent)]
+    Live(#[from] live::LiveError),
     #[error("static_dir {0} is not a directory")]
     StaticDir(String),
     #[error("cannot listen on {addr}: {cause}")]
@@ -75,10 +77,27 @@ pub async fn build_with(
     let verifier: Arc<dyn TokenVerifier> =
         Arc::new(HttpVerifier::new(&config.signing_url, &config.service_token));
     let registry: Arc<dyn registry::Registry> = registry::HttpRegistry::new(&config.devices_url);
-    let (socket_layer, live) =
-        live::layer(Arc::clone(&verifier), Arc::clone(&registry), config.live_buffer);
-
+    let queries = query::Queries {
+        store: Arc::clone(&store),
+        registry: Arc::clone(&registry),
+        max_points: config.max_points.max(1),
+    };
+    let mut api = http::routes(http::AppState { queries, verifier: Arc::clone(&verifier) });
+    if let Some(dir) = &config.static_dir {
+        if !dir.is_dir() {
+            return Err(StartError::StaticDir(dir.display().to_string()));
+        }
+        let files = tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true);
+        api = api.route_service("/", files.clone()).route_service("/{*path}", files);
+    }
     let healthy = Arc::new(AtomicBool::new(true));
+    let readiness = readiness(&store, &bus, &healthy);
+    let router = service_router("monitoring", api, readiness, config.http.body_limit);
+    let redis =
+        config.live_redis_url.as_deref().map(|url| (url, config.live_redis_prefix.as_str()));
+    let (router, live) =
+        live::attach(router, verifier, registry, config.live_buffer, redis).await?;
+
     let consumer = consumer::Consumer {
         bus: Arc::clone(&bus),
         store: Arc::clone(&store),
@@ -91,34 +110,30 @@ pub async fn build_with(
     tokio::spawn(consumer::relay_status(Arc::clone(&bus), live, shutdown.clone()));
     tokio::spawn(retention::run(Arc::clone(&store), config.retention.clone(), shutdown.clone()));
 
-    let readiness = {
-        let (store, bus) = (Arc::clone(&store), Arc::clone(&bus));
-        Readiness::new()
-            .with("telemetry_store", move || {
-                let store = Arc::clone(&store);
-                async move { store.ping().await }
-            })
-            .with("bus", move || {
-                let bus = Arc::clone(&bus);
-                async move { bus.ping().await }
-            })
-    };
-    let queries = query::Queries {
-        store: Arc::clone(&store),
-        registry,
-        max_points: config.max_points.max(1),
-    };
-    let mut api = http::routes(http::AppState { queries, verifier });
-    if let Some(dir) = &config.static_dir {
-        if !dir.is_dir() {
-            return Err(StartError::StaticDir(dir.display().to_string()));
-        }
-        let files = tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true);
-        api = api.route_service("/", files.clone()).route_service("/{*path}", files);
-    }
-    let router =
-        service_router("monitoring", api, readiness, config.http.body_limit).layer(socket_layer);
     Ok((router, Monitoring { store, bus }))
+}
+
+fn readiness(
+    store: &Arc<dyn TelemetryStore>,
+    bus: &Arc<dyn Bus>,
+    healthy: &Arc<AtomicBool>,
+) -> Readiness {
+    let (store, bus, healthy) = (Arc::clone(store), Arc::clone(bus), Arc::clone(healthy));
+    Readiness::new()
+        .with("consumer", move || {
+            let writing = healthy.load(std::sync::atomic::Ordering::Relaxed);
+            async move {
+                if writing { Ok(()) } else { Err("the last telemetry write failed; retrying") }
+            }
+        })
+        .with("telemetry_store", move || {
+            let store = Arc::clone(&store);
+            async move { store.ping().await }
+        })
+        .with("bus", move || {
+            let bus = Arc::clone(&bus);
+            async move { bus.ping().await }
+        })
 }
 
 /// Runs the service until `shutdown` fires.

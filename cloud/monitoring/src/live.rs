@@ -8,9 +8,10 @@
 //! queue (`live_buffer`): a client too slow to drain it loses pushes (counted in
 //! `edgewatch_live_dropped_total`) instead of slowing the consumer, which never waits on clients.
 //!
-//! Several replicas: rooms are per process with the built-in adapter. Deployments with more than
-//! one monitoring replica put the socketioxide Redis adapter in front so that a push made by the
-//! replica that consumed a message reaches clients connected to the others (docs/monitoring.md).
+//! Several replicas: rooms are per process. With `live_redis_url` set, the socketioxide Redis
+//! adapter relays every push through Redis pub/sub, so a push made by the replica that consumed
+//! a message reaches the clients connected to the others; without it (one process, the embedded
+//! shape) the in-process adapter does.
 
 use std::sync::Arc;
 
@@ -20,10 +21,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use socketioxide::{
     BroadcastError, SocketIo,
+    adapter::{Adapter, Emitter, LocalAdapter},
     extract::{AckSender, SocketRef, State, TryData},
     handler::ConnectHandler,
-    layer::SocketIoLayer,
 };
+use socketioxide_redis::{RedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 
 use crate::registry::{self, Registry};
 
@@ -32,8 +34,15 @@ const ALL_DEVICES: &str = "fleet:*";
 
 /// The handle the consumer pushes through.
 #[derive(Clone)]
-pub struct Live {
-    io: SocketIo,
+pub enum Live {
+    Local(SocketIo<LocalAdapter>),
+    Redis(SocketIo<RedisAdapter<Emitter>>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("cannot reach Redis for the Socket.IO adapter at {url}: {cause}")]
+    Redis { url: String, cause: String },
 }
 
 #[derive(Clone)]
@@ -79,22 +88,52 @@ fn fleet_room(device: DeviceId) -> String {
     format!("fleet:{device}")
 }
 
-/// The Socket.IO layer to put on the router, and the push handle.
-pub fn layer(
+/// Puts the Socket.IO layer on `router`; returns it with the push handle. With `redis_url`
+/// (`redis://...`), pushes are shared with the other replicas under the key prefix `prefix`.
+pub async fn attach(
+    router: axum::Router,
     verifier: Arc<dyn TokenVerifier>,
     registry: Arc<dyn Registry>,
     buffer: usize,
-) -> (SocketIoLayer, Live) {
-    let (layer, io) = SocketIo::builder()
-        .max_buffer_size(buffer.max(1))
-        .with_state(LiveState { verifier, registry })
-        .build_layer();
-    io.ns(NAMESPACE, on_connect.with(authenticate));
-    (layer, Live { io })
+    redis: Option<(&str, &str)>,
+) -> Result<(axum::Router, Live), LiveError> {
+    let state = LiveState { verifier, registry };
+    let builder = SocketIo::builder().max_buffer_size(buffer.max(1)).with_state(state);
+    match redis {
+        None => {
+            let (layer, io) = builder.build_layer();
+            io.ns(NAMESPACE, on_connect::<LocalAdapter>.with(authenticate::<LocalAdapter>));
+            Ok((router.layer(layer), Live::Local(io)))
+        }
+        Some((url, prefix)) => {
+            let failed = |cause: String| LiveError::Redis { url: url.to_owned(), cause };
+            // The adapter's driver speaks RESP3.
+            let url3 = if url.contains("protocol=") {
+                url.to_owned()
+            } else if url.contains('?') {
+                format!("{url}&protocol=resp3")
+            } else {
+                format!("{url}?protocol=resp3")
+            };
+            let client = redis::Client::open(url3).map_err(|e| failed(e.to_string()))?;
+            let config = RedisAdapterConfig::new().with_prefix(prefix.to_owned());
+            let adapter = RedisAdapterCtr::new_with_redis_config(&client, config)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            let (layer, io) = builder.with_adapter::<RedisAdapter<Emitter>>(adapter).build_layer();
+            io.ns(
+                NAMESPACE,
+                on_connect::<RedisAdapter<Emitter>>.with(authenticate::<RedisAdapter<Emitter>>),
+            )
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+            Ok((router.layer(layer), Live::Redis(io)))
+        }
+    }
 }
 
-async fn authenticate(
-    socket: SocketRef,
+async fn authenticate<A: Adapter>(
+    socket: SocketRef<A>,
     TryData(auth): TryData<Auth>,
     State(state): State<LiveState>,
 ) -> Result<(), Refused> {
@@ -107,21 +146,21 @@ async fn authenticate(
     Ok(())
 }
 
-async fn on_connect(socket: SocketRef) {
+async fn on_connect<A: Adapter>(socket: SocketRef<A>) {
     metrics::gauge!("edgewatch_live_clients").increment(1);
     socket.on_disconnect(async || metrics::gauge!("edgewatch_live_clients").decrement(1));
-    socket.on("subscribe", subscribe);
-    socket.on("unsubscribe", unsubscribe);
-    socket.on("subscribe_fleet", subscribe_fleet);
+    socket.on("subscribe", subscribe::<A>);
+    socket.on("unsubscribe", unsubscribe::<A>);
+    socket.on("subscribe_fleet", subscribe_fleet::<A>);
 }
 
-fn refuse(ack: AckSender, error: impl std::fmt::Display) {
+fn refuse<A: Adapter>(ack: AckSender<A>, error: impl std::fmt::Display) {
     ack.send(&json!({"ok": false, "error": error.to_string()})).ok();
 }
 
 /// The socket's session, with its token checked again (a token revoked since connect stops
 /// working for new subscriptions).
-async fn session(socket: &SocketRef, state: &LiveState) -> Result<Session, String> {
+async fn session<A: Adapter>(socket: &SocketRef<A>, state: &LiveState) -> Result<Session, String> {
     let session = socket.extensions.get::<Session>().ok_or("not signed in")?;
     state.verifier.verify(&session.token).await.map_err(|e| e.to_string())?;
     Ok(session)
@@ -132,10 +171,10 @@ fn device_of(request: Result<DeviceRequest, impl std::fmt::Display>) -> Result<D
     DeviceId::parse(&request.device_id).map_err(|e| format!("device_id: {e}"))
 }
 
-async fn subscribe(
-    socket: SocketRef,
+async fn subscribe<A: Adapter>(
+    socket: SocketRef<A>,
     TryData(request): TryData<DeviceRequest>,
-    ack: AckSender,
+    ack: AckSender<A>,
     State(state): State<LiveState>,
 ) {
     let device = match device_of(request) {
@@ -155,7 +194,11 @@ async fn subscribe(
     }
 }
 
-async fn unsubscribe(socket: SocketRef, TryData(request): TryData<DeviceRequest>, ack: AckSender) {
+async fn unsubscribe<A: Adapter>(
+    socket: SocketRef<A>,
+    TryData(request): TryData<DeviceRequest>,
+    ack: AckSender<A>,
+) {
     match device_of(request) {
         Ok(device) => {
             socket.leave(device_room(device));
@@ -165,10 +208,10 @@ async fn unsubscribe(socket: SocketRef, TryData(request): TryData<DeviceRequest>
     }
 }
 
-async fn subscribe_fleet(
-    socket: SocketRef,
+async fn subscribe_fleet<A: Adapter>(
+    socket: SocketRef<A>,
     TryData(_): TryData<Value>,
-    ack: AckSender,
+    ack: AckSender<A>,
     State(state): State<LiveState>,
 ) {
     let session = match session(&socket, &state).await {
@@ -199,27 +242,40 @@ fn count_drops(result: Result<(), BroadcastError>) {
     }
 }
 
+async fn push_telemetry<A: Adapter>(io: &SocketIo<A>, batch: &Batch) {
+    let Some(ns) = io.of(NAMESPACE) else { return };
+    let room = device_room(batch.device_id());
+    for reading in batch.readings() {
+        let event = TelemetryEvent {
+            device_id: batch.device_id(),
+            seq: reading.seq.get(),
+            ts: reading.ts,
+            metrics: &reading.metrics,
+        };
+        count_drops(ns.clone().to(room.clone()).emit("telemetry", &event).await);
+    }
+}
+
+async fn push_status<A: Adapter>(io: &SocketIo<A>, event: &StatusEvent) {
+    let Some(ns) = io.of(NAMESPACE) else { return };
+    let rooms = vec![device_room(event.device_id), fleet_room(event.device_id), ALL_DEVICES.into()];
+    count_drops(ns.to(rooms).emit("status", event).await);
+}
+
 impl Live {
     /// Pushes every reading of `batch` to the device's subscribers.
     pub async fn telemetry(&self, batch: &Batch) {
-        let Some(ns) = self.io.of(NAMESPACE) else { return };
-        let room = device_room(batch.device_id());
-        for reading in batch.readings() {
-            let event = TelemetryEvent {
-                device_id: batch.device_id(),
-                seq: reading.seq.get(),
-                ts: reading.ts,
-                metrics: &reading.metrics,
-            };
-            count_drops(ns.clone().to(room.clone()).emit("telemetry", &event).await);
+        match self {
+            Live::Local(io) => push_telemetry(io, batch).await,
+            Live::Redis(io) => push_telemetry(io, batch).await,
         }
     }
 
     /// Pushes a status change to the device's subscribers and to the fleets that see it.
     pub async fn status(&self, event: &StatusEvent) {
-        let Some(ns) = self.io.of(NAMESPACE) else { return };
-        let rooms =
-            vec![device_room(event.device_id), fleet_room(event.device_id), ALL_DEVICES.into()];
-        count_drops(ns.to(rooms).emit("status", event).await);
+        match self {
+            Live::Local(io) => push_status(io, event).await,
+            Live::Redis(io) => push_status(io, event).await,
+        }
     }
 }

@@ -214,12 +214,10 @@ impl MongoStore {
                 .run_command(doc! {"update": collection, "updates": chunk, "ordered": false})
                 .await
                 .map_err(unavailable)?;
-            if let Ok(errors) = reply.get_array("writeErrors") {
-                if let Some(error) = errors.first() {
-                    return Err(StoreError::Unavailable(format!(
-                        "update of {collection} failed: {error}"
-                    )));
-                }
+            if let Some(error) = reply.get_array("writeErrors").ok().and_then(|e| e.first()) {
+                return Err(StoreError::Unavailable(format!(
+                    "update of {collection} failed: {error}"
+                )));
             }
         }
         Ok(())
@@ -613,7 +611,7 @@ impl TelemetryStore for MongoStore {
                         hour.push((ts, seq as u64, value));
                     }
                 }
-                hour.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+                hour.sort_by_key(|(ts, seq, _)| (*ts, *seq));
                 for (ts, _, value) in hour {
                     if points.len() == limit {
                         return Ok(points);

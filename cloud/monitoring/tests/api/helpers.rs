@@ -26,6 +26,7 @@ pub struct TestApp {
     pub monitoring: String,
     pub client: Client,
     pub bus: Arc<dyn Bus>,
+    pub monitoring_config: MonitoringConfig,
     shutdown: Shutdown,
 }
 
@@ -82,6 +83,9 @@ pub async fn spawn_app_with(shape: Shape, store_url: Option<String>) -> TestApp 
             devices_config.cache_namespace =
                 format!("test:{}:", edgewatch_protocol::DeviceId::new());
             monitoring_config.store_url = services::mongodb_database();
+            monitoring_config.live_redis_url = Some(services::require("EDGEWATCH_TEST_REDIS_URL"));
+            monitoring_config.live_redis_prefix =
+                format!("test-live-{}", edgewatch_protocol::DeviceId::new());
         }
     }
     if let Some(url) = store_url {
@@ -112,13 +116,32 @@ pub async fn spawn_app_with(shape: Shape, store_url: Option<String>) -> TestApp 
     .await
     .expect("monitoring");
     let monitoring = serve_on_loopback(router, &shutdown).await;
-    let app = TestApp { signing, devices, monitoring, client: Client::new(), bus, shutdown };
+    let app = TestApp {
+        signing,
+        devices,
+        monitoring,
+        client: Client::new(),
+        bus,
+        monitoring_config,
+        shutdown,
+    };
     // The first account is the admin; tests' users are ordinary ones.
     app.user("admin@example.com").await;
     app
 }
 
 impl TestApp {
+    /// Another monitoring replica of the same deployment, with `bus` for its consumer; returns
+    /// its base URL.
+    pub async fn replica(&self, bus: Arc<dyn Bus>) -> String {
+        let store = telemetry_store::connect(&self.monitoring_config.store_url).await.unwrap();
+        let (router, _) =
+            edgewatch_monitoring::build_with(&self.monitoring_config, &self.shutdown, store, bus)
+                .await
+                .expect("replica");
+        serve_on_loopback(router, &self.shutdown).await
+    }
+
     /// Registers and signs in a user; returns their access token.
     pub async fn user(&self, email: &str) -> String {
         let body = json!({"email": email, "password": "correct horse battery"});

@@ -165,3 +165,24 @@ async fn bad_and_revoked_tokens_are_refused_on_connect() {
     let mut client = LiveClient::start(&app.monitoring, &token);
     client.next("connect_error").await;
 }
+
+/// Two replicas share Redis: a client connected to the one that consumes nothing still gets the
+/// telemetry the other consumed.
+#[tokio::test]
+async fn pushes_reach_clients_of_other_replicas_through_redis() {
+    use edgewatch_common::bus::{Topology, memory::MemoryBus};
+    use std::sync::Arc;
+
+    let app = spawn_app(Shape::Distributed).await;
+    let token = app.user("kate@example.com").await;
+    let device = app.device(&token, "far").await;
+    let idle_bus = Arc::new(MemoryBus::new(Topology::standard(), 10));
+    let other = app.replica(idle_bus).await;
+    let mut client = LiveClient::start(&other, &token);
+    client.next("connect").await;
+    assert_eq!(client.emit("subscribe", json!({"device_id": device.id})).await["ok"], true);
+    app.ingest(&device, json!([{"seq": 1, "ts": "2026-11-26T10:00:00Z", "metrics": {"x": 4}}]))
+        .await;
+    let pushed = client.next("telemetry").await;
+    assert_eq!(pushed["data"]["seq"], 1);
+}
