@@ -56,3 +56,42 @@ pub async fn run(store: Arc<dyn TelemetryStore>, config: RetentionConfig, shutdo
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use edgewatch_common::{
+        telemetry_store::{TimeRange, sqlite::SqliteStore},
+        testkit::services,
+    };
+    use edgewatch_protocol::{Batch, DeviceId, MetricName};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn each_tier_goes_at_its_own_horizon() {
+        let store = SqliteStore::open(&services::sqlite_url("retention.db")).await.unwrap();
+        let device = DeviceId::new();
+        let now = Timestamp::parse("2026-11-26T12:00:00Z").unwrap();
+        // One reading 10 days, 2 days and 1 hour before `now`.
+        let readings: Vec<String> = [240, 48, 1]
+            .iter()
+            .enumerate()
+            .map(|(i, hours)| {
+                let ts = Timestamp::from_millis(now.as_millis() - hours * 3_600_000).unwrap();
+                format!(r#"{{"seq":{},"ts":"{ts}","metrics":{{"x":1}}}}"#, i + 1)
+            })
+            .collect();
+        let json = format!(r#"{{"device_id":"{device}","readings":[{}]}}"#, readings.join(","));
+        store.write(&[Batch::from_json(json.as_bytes()).unwrap()]).await.unwrap();
+
+        let config = RetentionConfig { raw_hours: 24, minute_hours: 72, hour_hours: 0, interval_s: 1 };
+        let deleted = purge_once(&store, &config, now).await.unwrap();
+        // Raw: two readings; 1m rollups: one bucket (10 days); 1h rollups kept forever.
+        assert_eq!(deleted, 3);
+        let x = MetricName::parse("x").unwrap();
+        let all = TimeRange::new(Timestamp::from_millis(0).unwrap(), now).unwrap();
+        assert_eq!(store.raw(device, &x, all, 10).await.unwrap().len(), 1);
+        assert_eq!(store.rollups(device, &x, Tier::Minute, all).await.unwrap().len(), 2);
+        assert_eq!(store.rollups(device, &x, Tier::Hour, all).await.unwrap().len(), 3);
+    }
+}
