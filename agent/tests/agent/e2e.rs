@@ -1,0 +1,190 @@
+//! The agent against the real devices service: enrollment, upload, the cloud offline then back,
+//! a refused batch quarantined, a config change applied live.
+
+use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc, time::Duration};
+
+use edgewatch_agent::{
+    buffer::{Buffer, BufferOptions, NewReading, SharedBuffer, Stats},
+    config::RuntimeConfig,
+    enroll::{self, Credentials},
+    run::{self, RunOptions, UplinkKind},
+    uplink::{self, http::HttpUplink},
+};
+use edgewatch_protocol::{MetricName, Timestamp};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::cloud::{Cloud, eventually, temp_dir};
+
+fn stats(dir: &Path) -> Stats {
+    Buffer::open(&run::buffer_path(dir), BufferOptions::default()).unwrap().stats().unwrap()
+}
+
+fn pending_seqs(dir: &Path) -> Vec<u64> {
+    let buffer = Buffer::open(&run::buffer_path(dir), BufferOptions::default()).unwrap();
+    let mut seqs = Vec::new();
+    buffer
+        .for_each_pending(|r| {
+            seqs.push(r.seq.get());
+            Ok(())
+        })
+        .unwrap();
+    seqs
+}
+
+async fn enrolled(cloud: &Cloud, dir: &Path) -> Credentials {
+    let (_, token) = cloud.device("pi-greenhouse").await;
+    let path = dir.join("credentials.json");
+    let client = reqwest::Client::new();
+    let credentials = enroll::enroll(&client, &cloud.url(), &token, &path).await.unwrap();
+    assert_eq!(Credentials::load(&path).unwrap(), credentials);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "credentials must be readable by the owner only");
+    // The token was for one use.
+    let again = enroll::enroll(&client, &cloud.url(), &token, &dir.join("other.json")).await;
+    assert!(
+        matches!(again, Err(edgewatch_agent::AgentError::Refused { status: 401, .. })),
+        "{again:?}"
+    );
+    credentials
+}
+
+fn options(dir: &Path, interval: Duration) -> RunOptions {
+    RunOptions {
+        data_dir: dir.to_owned(),
+        credentials: dir.join("credentials.json"),
+        uplink: UplinkKind::Http,
+        buffer: BufferOptions::default(),
+        config: RuntimeConfig { interval, ..RuntimeConfig::default() },
+        config_poll: Duration::from_millis(200),
+        server: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_drains_without_gaps_or_duplicates_after_the_cloud_was_offline() {
+    let mut cloud = Cloud::start().await;
+    let dir = temp_dir();
+    let credentials = enrolled(&cloud, &dir).await;
+    let device = credentials.device_id;
+    let shutdown = CancellationToken::new();
+    let agent = tokio::spawn(run::run(options(&dir, Duration::from_millis(100)), shutdown.clone()));
+
+    eventually(Duration::from_secs(20), "readings in the cloud", || {
+        cloud.seqs_of(device).len() >= 5
+    })
+    .await;
+    cloud.go_offline().await;
+    let before = cloud.seqs_of(device).len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let offline = stats(&dir);
+    assert!(offline.pending_readings >= 15, "readings pile up while offline: {offline:?}");
+    assert!(offline.link_state.as_deref().unwrap_or("").starts_with("down"), "{offline:?}");
+    assert_eq!(cloud.seqs_of(device).len(), before);
+
+    cloud.come_back().await;
+    eventually(Duration::from_secs(90), "the backlog to drain", || {
+        let s = stats(&dir);
+        s.pending_readings <= 1 && s.link_state.as_deref() == Some("up")
+    })
+    .await;
+    shutdown.cancel();
+    agent.await.unwrap().unwrap();
+
+    let received = cloud.seqs_of(device);
+    let mut unique = received.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), received.len(), "a reading reached the cloud twice");
+    assert!(received.windows(2).all(|w| w[0] < w[1]), "the backlog went out oldest first");
+    let pending = pending_seqs(&dir);
+    let all: Vec<u64> = received.iter().chain(&pending).copied().collect();
+    assert!(all.windows(2).all(|w| w[0] + 1 == w[1]), "a gap in the seqs: {all:?}");
+    assert_eq!(*all.last().unwrap() + 1, stats(&dir).next_seq);
+    assert!(received.len() > before + 15);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_cloud_refuses_is_quarantined_not_retried_forever() {
+    let cloud = Cloud::start().await;
+    let dir = temp_dir();
+    let mine = enrolled(&cloud, &dir).await;
+    let (other, _) = cloud.device("someone-else").await;
+    let buffer = Buffer::open(&run::buffer_path(&dir), BufferOptions::default()).unwrap();
+    let buffer = SharedBuffer::new(buffer);
+    let name = MetricName::parse("sensor.t.temp_c").unwrap();
+    buffer
+        .with(move |b| {
+            b.append(vec![NewReading {
+                ts: Timestamp::now(),
+                metrics: [(name, 21.5)].into(),
+                tags: Default::default(),
+            }])
+        })
+        .await
+        .unwrap();
+    // Batches labelled with another device's id, posted with this device's credential: the
+    // service answers 403, a refusal of the batch itself.
+    let uplink =
+        Arc::new(HttpUplink::new(&cloud.url(), mine.device_id, &mine.device_secret).unwrap());
+    let (_tx, config) = watch::channel(RuntimeConfig::default());
+    let shutdown = CancellationToken::new();
+    let drain = tokio::spawn(uplink::drain(
+        buffer.clone(),
+        uplink,
+        other,
+        config,
+        Arc::new(Notify::new()),
+        shutdown.clone(),
+    ));
+    eventually(Duration::from_secs(10), "the batch in quarantine", || {
+        stats(&dir).quarantined_batches == 1
+    })
+    .await;
+    shutdown.cancel();
+    drain.await.unwrap();
+    let s = stats(&dir);
+    assert_eq!((s.pending_readings, s.quarantined_readings, s.uploaded_readings), (0, 1, 0));
+    let kept = buffer.with(|b| b.quarantined()).await.unwrap();
+    assert_eq!(kept[0].status, 403);
+    assert!(kept[0].reason.contains("not"), "{}", kept[0].reason);
+    assert!(cloud.received.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_change_is_applied_live_and_reported() {
+    let cloud = Cloud::start().await;
+    let dir = temp_dir();
+    let credentials = enrolled(&cloud, &dir).await;
+    let device = credentials.device_id;
+    let shutdown = CancellationToken::new();
+    // One collection a minute, and only memory metrics...
+    let agent = tokio::spawn(run::run(options(&dir, Duration::from_secs(60)), shutdown.clone()));
+    eventually(Duration::from_secs(20), "the first reading", || !cloud.seqs_of(device).is_empty())
+        .await;
+    // ...until the cloud says every 100 ms, memory only.
+    let config = serde_json::json!({"interval_s": 0.1, "collectors": ["mem"]});
+    let view = cloud
+        .core
+        .set_config(&cloud.admin, device, config.as_object().unwrap().clone())
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(20), "readings at the new interval", || {
+        cloud.seqs_of(device).len() >= 10
+    })
+    .await;
+    assert_eq!(stats(&dir).config_version, Some(view.version));
+    shutdown.cancel();
+    agent.await.unwrap().unwrap();
+    let last = cloud.readings_of(device).pop().unwrap();
+    assert!(
+        last.metrics
+            .keys()
+            .all(|k| k.as_str().starts_with("mem.") || k.as_str().starts_with("swap.")),
+        "only the memory collector is on: {:?}",
+        last.metrics.keys().collect::<Vec<_>>()
+    );
+    let buffer = Buffer::open(&run::buffer_path(&dir), BufferOptions::default()).unwrap();
+    let remote = buffer.remote_config().unwrap().unwrap();
+    assert_eq!(remote.version, view.version);
+}
