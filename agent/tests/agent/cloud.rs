@@ -35,8 +35,23 @@ impl Drop for Cloud {
 
 impl Cloud {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// The service pushing configs to, and telling devices about, the test Mosquitto.
+    pub async fn with_broker() -> Self {
+        let (host, port) = broker();
+        Self::start_with(|config| {
+            config.mqtt_url = Some(services::require("EDGEWATCH_TEST_MQTT_URL"));
+            config.public_mqtt_host = host;
+            config.public_mqtt_port = port;
+        })
+        .await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut DevicesConfig)) -> Self {
         let root = Shutdown::new();
-        let config = DevicesConfig {
+        let mut config = DevicesConfig {
             database_url: services::sqlite_url("devices.db"),
             bus_url: "memory://".into(),
             service_token: "agent-tests-service-token".into(),
@@ -44,6 +59,7 @@ impl Cloud {
             signing_url: "http://127.0.0.1:9".into(),
             ..DevicesConfig::default()
         };
+        adjust(&mut config);
         let (router, core) = edgewatch_devices::build(&config, &root).await.expect("devices");
         let mut subscription = core.bus().subscribe(MONITORING_QUEUE, 50).await.unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -141,4 +157,12 @@ pub async fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> 
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Host and port of the test Mosquitto (`EDGEWATCH_TEST_MQTT_URL`, from scripts/services.sh).
+pub fn broker() -> (String, u16) {
+    let url = services::require("EDGEWATCH_TEST_MQTT_URL");
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+    let (host, port) = rest.trim_end_matches('/').rsplit_once(':').expect("mqtt://host:port");
+    (host.to_owned(), port.parse().expect("a port"))
 }

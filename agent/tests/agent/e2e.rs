@@ -32,7 +32,7 @@ fn pending_seqs(dir: &Path) -> Vec<u64> {
     seqs
 }
 
-async fn enrolled(cloud: &Cloud, dir: &Path) -> Credentials {
+pub async fn enrolled(cloud: &Cloud, dir: &Path) -> Credentials {
     let (_, token) = cloud.device("pi-greenhouse").await;
     let path = dir.join("credentials.json");
     let client = reqwest::Client::new();

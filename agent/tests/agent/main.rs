@@ -5,3 +5,4 @@ mod cli;
 mod cloud;
 mod crash;
 mod e2e;
+mod mqtt;
