@@ -76,7 +76,11 @@ async fn main() {
         }
         buffer.append(chunk).unwrap();
     }
-    report(&format!("append ({metrics} metrics, {per_append} per transaction)"), count, started.elapsed());
+    report(
+        &format!("append ({metrics} metrics, {per_append} per transaction)"),
+        count,
+        started.elapsed(),
+    );
 
     // Append, one reading per transaction.
     let single = 2_000.min(count);
@@ -114,7 +118,9 @@ async fn main() {
     };
     let (_, token) = core.create(&admin, input).await.unwrap();
     let credentials =
-        enroll::enroll(&reqwest::Client::new(), &url, &token, &temp("credentials.json")).await.unwrap();
+        enroll::enroll(&reqwest::Client::new(), &url, &token, &temp("credentials.json"))
+            .await
+            .unwrap();
     let device = credentials.device_id;
     let uplink = Arc::new(HttpUplink::new(&url, device, &credentials.device_secret).unwrap());
     let shared = SharedBuffer::new(buffer);
