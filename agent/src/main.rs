@@ -120,6 +120,13 @@ struct RunArgs {
     /// Use this server instead of the one in the credentials file.
     #[arg(long)]
     server: Option<String>,
+    /// Take sensor readings from this local broker (`sensors/{id}/{metric}`), e.g.
+    /// mqtt://127.0.0.1:1883.
+    #[arg(long, env = "EDGEWATCH_AGENT_SENSORS")]
+    sensors: Option<String>,
+    /// The client id of the agent's persistent session at the sensor broker.
+    #[arg(long, default_value = "edgewatch-agent-sensors")]
+    sensors_client_id: String,
     /// Log JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -198,6 +205,10 @@ fn run_agent(args: RunArgs, data_dir: PathBuf, credentials: PathBuf) -> anyhow::
         },
         config_poll: Duration::from_secs_f64(args.config_poll),
         server: args.server,
+        sensors: args.sensors.map(|url| edgewatch_agent::collect::sensors::SensorSource {
+            url,
+            client_id: args.sensors_client_id,
+        }),
     };
     // Two threads: one for the tasks, one spare; SQLite and sysinfo run on the blocking pool.
     let runtime = tokio::runtime::Builder::new_multi_thread()

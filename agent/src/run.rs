@@ -41,6 +41,8 @@ pub struct RunOptions {
     pub config_poll: Duration,
     /// Overrides the server of the credentials file.
     pub server: Option<String>,
+    /// A local broker to take sensor readings from (`sensors/#`).
+    pub sensors: Option<crate::collect::sensors::SensorSource>,
 }
 
 pub fn buffer_path(data_dir: &std::path::Path) -> PathBuf {
@@ -73,6 +75,14 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<()>
         Arc::clone(&wake),
         shutdown.clone(),
     ));
+    if let Some(source) = options.sensors.clone() {
+        let (buffer, wake, shutdown) = (buffer.clone(), Arc::clone(&wake), shutdown.clone());
+        tasks.spawn(async move {
+            if let Err(err) = crate::collect::sensors::run(source, buffer, wake, shutdown).await {
+                tracing::error!(%err, "Sensor collection stopped");
+            }
+        });
+    }
     if let Some(credentials) = credentials {
         let server = options.server.clone().unwrap_or_else(|| credentials.server.clone());
         match options.uplink {

@@ -5,6 +5,7 @@
 //! read straight from `/sys` and `/proc`, which is cheaper and works on ARM boards where
 //! sysinfo's component list is empty.
 
+pub mod sensors;
 mod thermal;
 
 use std::{collections::BTreeMap, path::PathBuf};

@@ -49,7 +49,7 @@ pub async fn enrolled(cloud: &Cloud, dir: &Path) -> Credentials {
     credentials
 }
 
-fn options(dir: &Path, interval: Duration) -> RunOptions {
+pub fn options(dir: &Path, interval: Duration) -> RunOptions {
     RunOptions {
         data_dir: dir.to_owned(),
         credentials: dir.join("credentials.json"),
@@ -58,6 +58,7 @@ fn options(dir: &Path, interval: Duration) -> RunOptions {
         config: RuntimeConfig { interval, ..RuntimeConfig::default() },
         config_poll: Duration::from_millis(200),
         server: None,
+        sensors: None,
     }
 }
 

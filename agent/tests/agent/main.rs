@@ -6,3 +6,4 @@ mod cloud;
 mod crash;
 mod e2e;
 mod mqtt;
+mod sensors;
