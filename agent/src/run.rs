@@ -152,7 +152,9 @@ async fn collect_loop(
         }
     };
     let mut last = Instant::now();
-    let mut next = last;
+    // CPU usage is a difference between two samples: the first collection waits long enough for
+    // the one taken when the collector was built to be comparable.
+    let mut next = last + sysinfo::MINIMUM_CPU_UPDATE_INTERVAL;
     loop {
         tokio::select! {
             () = tokio::time::sleep_until(next) => {}

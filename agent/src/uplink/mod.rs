@@ -106,7 +106,7 @@ pub async fn drain<U: Uplink>(
                 }
                 backoff.reset();
                 note(&buffer, true, String::new()).await;
-                metrics_sent(count);
+                tracing::debug!(readings = count, first = %first, "Batch acknowledged");
                 // The bounded drain rate: `count` readings may take no less than count/rate s.
                 let budget = Duration::from_secs_f64(count as f64 / f64::from(rate));
                 let elapsed = started.elapsed();
@@ -134,10 +134,6 @@ pub async fn drain<U: Uplink>(
             }
         }
     }
-}
-
-fn metrics_sent(count: usize) {
-    tracing::debug!(readings = count, "Batch acknowledged");
 }
 
 async fn sleep_or_stop(wait: Duration, shutdown: &CancellationToken) {
