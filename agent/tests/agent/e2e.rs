@@ -239,3 +239,45 @@ async fn kill_9_during_uploads_loses_no_seq() {
     assert!(all.windows(2).all(|w| w[0] + 1 == w[1]), "a gap in the seqs: {all:?}");
     assert_eq!(*all.last().unwrap() + 1, stats(&dir).next_seq);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_collection_and_it_resumes_when_space_returns() {
+    let mut cloud = Cloud::start().await;
+    let dir = temp_dir();
+    let device = enrolled(&cloud, &dir).await.device_id;
+    cloud.go_offline().await;
+    let mut options = options(&dir, Duration::from_millis(100));
+    // A 64 KiB ceiling on the file stands in for a full disk: SQLite answers SQLITE_FULL.
+    options.buffer.max_file_bytes = Some(64 * 1024);
+    let shutdown = CancellationToken::new();
+    let agent = tokio::spawn(run::run(options, shutdown.clone()));
+
+    // Full: the depth stops growing while the agent keeps running.
+    let mut last = 0;
+    let mut steady = 0;
+    eventually(Duration::from_secs(30), "the buffer to fill up", || {
+        let now = stats(&dir).pending_readings;
+        steady = if now == last && now > 0 { steady + 1 } else { 0 };
+        last = now;
+        steady >= 20
+    })
+    .await;
+    assert!(!agent.is_finished(), "the agent keeps running on a full disk");
+
+    let back = Timestamp::now();
+    cloud.come_back().await;
+    eventually(Duration::from_secs(60), "readings collected after space returned", || {
+        cloud.readings_of(device).iter().any(|r| r.ts > back)
+    })
+    .await;
+    shutdown.cancel();
+    agent.await.unwrap().unwrap();
+    let mut all = cloud.seqs_of(device);
+    all.extend(pending_seqs(&dir));
+    all.sort_unstable();
+    all.dedup();
+    assert!(
+        all.windows(2).all(|w| w[0] + 1 == w[1]),
+        "refused cycles must not use up seqs: {all:?}"
+    );
+}
