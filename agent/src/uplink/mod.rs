@@ -28,6 +28,9 @@ use backoff::Backoff;
 /// the envelope and any difference in float formatting.
 pub const BATCH_BYTES: u64 = 512 * 1024;
 
+/// How long a stopping agent waits for the answer to the batch in flight.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// What the cloud did with one batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
@@ -91,10 +94,21 @@ pub async fn drain<U: Uplink>(
         let (first, last, count) = (pending.first, pending.last, pending.readings.len());
         let started = Instant::now();
         let delivery = match Batch::new(device_id, pending.readings) {
-            Ok(batch) => tokio::select! {
-                delivery = uplink.send(&batch) => delivery,
-                () = shutdown.cancelled() => return,
-            },
+            Ok(batch) => {
+                let send = uplink.send(&batch);
+                tokio::pin!(send);
+                tokio::select! {
+                    delivery = &mut send => delivery,
+                    // Stopping: give the batch in flight a moment to be answered, so it is not
+                    // sent twice after the restart.
+                    () = shutdown.cancelled() => {
+                        match tokio::time::timeout(SHUTDOWN_GRACE, &mut send).await {
+                            Ok(delivery) => delivery,
+                            Err(_) => return,
+                        }
+                    }
+                }
+            }
             // Cannot happen for readings this agent stored; if it does, retrying forever would
             // block everything behind it.
             Err(err) => Delivery::Refused { status: 0, reason: format!("invalid locally: {err}") },
