@@ -1,0 +1,284 @@
+//! `edgewatch-agent run`: the collector, the uplink and the config poller as three tasks around
+//! one buffer. The collector only ever appends; the uplink only ever peeks, acks and
+//! quarantines; either may fail (full disk, cloud down) without stopping the other.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use edgewatch_protocol::{ConfigMessage, MetricName, Tags, Timestamp, limits};
+use tokio::{
+    sync::{Notify, watch},
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    AgentError, Result,
+    buffer::{Buffer, BufferOptions, NewReading, Note, SharedBuffer},
+    collect::HostCollector,
+    config::RuntimeConfig,
+    enroll::Credentials,
+    uplink::{self, http::HttpUplink},
+};
+
+/// How the agent reaches the cloud.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UplinkKind {
+    Http,
+    Mqtt,
+    /// Collect and buffer only (a device with no link yet, or a benchmark).
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub data_dir: PathBuf,
+    pub credentials: PathBuf,
+    pub uplink: UplinkKind,
+    pub buffer: BufferOptions,
+    /// The settings before any remote config arrives.
+    pub config: RuntimeConfig,
+    /// How often an HTTP agent asks for its config.
+    pub config_poll: Duration,
+    /// Overrides the server of the credentials file.
+    pub server: Option<String>,
+    /// A local broker to take sensor readings from (`sensors/#`).
+    pub sensors: Option<crate::collect::sensors::SensorSource>,
+}
+
+pub fn buffer_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("buffer.db")
+}
+
+/// Runs until `shutdown`. Fails only at start (no buffer, not enrolled).
+pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<()> {
+    std::fs::create_dir_all(&options.data_dir).map_err(|source| AgentError::Io {
+        context: "creating the data directory",
+        path: options.data_dir.clone(),
+        source,
+    })?;
+    let buffer = Buffer::open(&buffer_path(&options.data_dir), options.buffer.clone())?;
+    let mut initial = options.config.clone();
+    if let Some(saved) = buffer.remote_config()? {
+        initial.apply(saved.version, &saved.config);
+    }
+    let buffer = SharedBuffer::new(buffer);
+    let credentials = match options.uplink {
+        UplinkKind::None => None,
+        _ => Some(Credentials::load(&options.credentials)?),
+    };
+    let (config_tx, config_rx) = watch::channel(initial);
+    let wake = Arc::new(Notify::new());
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(collect_loop(
+        buffer.clone(),
+        config_rx.clone(),
+        Arc::clone(&wake),
+        shutdown.clone(),
+    ));
+    if let Some(source) = options.sensors.clone() {
+        let (buffer, wake, shutdown) = (buffer.clone(), Arc::clone(&wake), shutdown.clone());
+        tasks.spawn(async move {
+            if let Err(err) = crate::collect::sensors::run(source, buffer, wake, shutdown).await {
+                tracing::error!(%err, "Sensor collection stopped");
+            }
+        });
+    }
+    if let Some(credentials) = credentials {
+        let server = options.server.clone().unwrap_or_else(|| credentials.server.clone());
+        match options.uplink {
+            UplinkKind::Http => {
+                let uplink = Arc::new(HttpUplink::new(
+                    &server,
+                    credentials.device_id,
+                    &credentials.device_secret,
+                )?);
+                tasks.spawn(uplink::drain(
+                    buffer.clone(),
+                    uplink,
+                    credentials.device_id,
+                    config_rx.clone(),
+                    Arc::clone(&wake),
+                    shutdown.clone(),
+                ));
+                tasks.spawn(poll_config(
+                    server,
+                    credentials,
+                    buffer.clone(),
+                    config_tx,
+                    options.config_poll,
+                    shutdown.clone(),
+                ));
+            }
+            UplinkKind::Mqtt => {
+                let (uplink, session) = uplink::mqtt::MqttUplink::start(
+                    &credentials,
+                    buffer.clone(),
+                    config_tx,
+                    shutdown.clone(),
+                )?;
+                tasks.spawn(session);
+                tasks.spawn(uplink::drain(
+                    buffer.clone(),
+                    Arc::new(uplink),
+                    credentials.device_id,
+                    config_rx.clone(),
+                    Arc::clone(&wake),
+                    shutdown.clone(),
+                ));
+            }
+            UplinkKind::None => {}
+        }
+    }
+    tracing::info!(data_dir = %options.data_dir.display(), uplink = ?options.uplink, "Agent running");
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn collect_loop(
+    buffer: SharedBuffer,
+    mut config: watch::Receiver<RuntimeConfig>,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let mut host = match tokio::task::spawn_blocking(HostCollector::new).await {
+        Ok(Ok(host)) => host,
+        Ok(Err(err)) => {
+            tracing::error!(%err, "No host collector; collecting nothing");
+            return;
+        }
+        Err(err) => {
+            tracing::error!(%err, "No host collector; collecting nothing");
+            return;
+        }
+    };
+    let mut last = Instant::now();
+    // CPU usage is a difference between two samples: the first collection waits long enough for
+    // the one taken when the collector was built to be comparable.
+    let mut next = last + sysinfo::MINIMUM_CPU_UPDATE_INTERVAL;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => {}
+            changed = config.changed() => {
+                if changed.is_err() { return; }
+                // A new interval counts from the last collection, not from the old schedule.
+                next = last + config.borrow().interval;
+                continue;
+            }
+            () = shutdown.cancelled() => return,
+        }
+        let (interval, families) = {
+            let c = config.borrow();
+            (c.interval, c.families.clone())
+        };
+        last = Instant::now();
+        next = (next + interval).max(last);
+        let ts = Timestamp::now();
+        let joined = tokio::task::spawn_blocking(move || {
+            let metrics = host.collect(&families);
+            (host, metrics)
+        })
+        .await;
+        let metrics = match joined {
+            Ok((back, metrics)) => {
+                host = back;
+                metrics
+            }
+            Err(err) => {
+                tracing::error!(%err, "A collector panicked; stopping collection");
+                return;
+            }
+        };
+        if metrics.is_empty() {
+            continue;
+        }
+        let readings = split(ts, metrics);
+        match buffer.with(move |b| b.append(readings)).await {
+            Ok(_) => wake.notify_one(),
+            Err(err) => {
+                // A full disk or a locked file: this cycle is lost (logged, counted by the
+                // operator's log), the agent keeps running and the next cycle tries again.
+                tracing::error!(%err, "Cannot store the readings of this cycle");
+                let text = err.to_string();
+                let _ = buffer.with(move |b| b.set_note(Note::LastError, &text)).await;
+            }
+        }
+    }
+}
+
+/// One reading per at most 256 metrics (the contract's limit), all with the same time.
+fn split(ts: Timestamp, metrics: std::collections::BTreeMap<MetricName, f64>) -> Vec<NewReading> {
+    let mut tags = Tags::new();
+    if let Ok(key) = MetricName::parse("source") {
+        tags.insert(key, "host".into());
+    }
+    let mut readings = Vec::new();
+    let mut current = std::collections::BTreeMap::new();
+    for (name, value) in metrics {
+        current.insert(name, value);
+        if current.len() == limits::MAX_METRICS {
+            readings.push(NewReading {
+                ts,
+                metrics: std::mem::take(&mut current),
+                tags: tags.clone(),
+            });
+        }
+    }
+    if !current.is_empty() {
+        readings.push(NewReading { ts, metrics: current, tags });
+    }
+    readings
+}
+
+/// Applies a config the cloud sent if it is newer than the one in force, and keeps it in the
+/// buffer's file so a restart without a link starts with it.
+pub async fn apply_remote(
+    message: ConfigMessage,
+    config: &watch::Sender<RuntimeConfig>,
+    buffer: &SharedBuffer,
+) {
+    if message.version <= config.borrow().version {
+        return;
+    }
+    let mut next = config.borrow().clone();
+    next.apply(message.version, &message.config);
+    let version = message.version;
+    match buffer.with(move |b| b.save_remote_config(&message)).await {
+        Ok(()) => tracing::info!(version, "Remote config applied"),
+        Err(err) => tracing::error!(%err, version, "Remote config applied but not saved"),
+    }
+    config.send_replace(next);
+}
+
+async fn poll_config(
+    server: String,
+    credentials: Credentials,
+    buffer: SharedBuffer,
+    config: watch::Sender<RuntimeConfig>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build();
+    let Ok(client) = client else { return };
+    let url = format!(
+        "{}/api/v1/devices/{}/config/current",
+        server.trim_end_matches('/'),
+        credentials.device_id
+    );
+    loop {
+        let answer = client.get(&url).bearer_auth(&credentials.device_secret).send().await;
+        match answer {
+            Ok(response) if response.status().is_success() => {
+                match response.json::<ConfigMessage>().await {
+                    Ok(message) => apply_remote(message, &config, &buffer).await,
+                    Err(err) => tracing::warn!(%err, "Unreadable config from the server"),
+                }
+            }
+            Ok(response) => tracing::debug!(status = %response.status(), "No config fetched"),
+            Err(err) => tracing::debug!(%err, "Config poll failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
