@@ -266,6 +266,10 @@ async fn query(label: &str, store_url: &str, readings: usize) {
 #[allow(clippy::print_stdout)]
 #[tokio::main]
 async fn main() {
+    edgewatch_common::observability::init_tracing(&edgewatch_common::config::LogConfig {
+        filter: "warn".into(),
+        ..Default::default()
+    });
     let args: Vec<String> = std::env::args().skip(1).collect();
     let count = |default: usize| args.get(1).and_then(|s| s.parse().ok()).unwrap_or(default);
     match args.first().map(String::as_str) {

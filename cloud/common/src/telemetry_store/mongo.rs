@@ -8,7 +8,7 @@
 //! - `readings`: `{_id: "<device>:<seq>", d, q, t, m: [{k, v}], j}`, one per reading: the
 //!   exactly-once key (the server refuses a second insert of an `_id`), and what `latest` and
 //!   crash recovery read back. Metric names hold dots, which MongoDB reads as paths, hence `{k, v}`.
-//! - `hours`: `{_id: "<device>|<metric>|<hour_ms>", b, p: [{t, v, q}], s: {"<minute>":
+//! - `hours`: `{_id: "<device>|<metric>|<hour_ms>", b, p: {"<seq>": [ts, value]}, s: {"<minute>":
 //!   {c, s, lo, hi}}, src: [signature]}`: the raw points of one metric in one hour and its
 //!   1-minute rollups, in one document so one upsert maintains both.
 //! - `days`: `{_id: "<device>|<metric>|<day_ms>", b, s: {"<hour>": {...}}, src}`: 1-hour rollups;
@@ -143,20 +143,15 @@ impl DocDelta {
             min.insert(format!("s.{slot}.lo"), bucket.min);
             max.insert(format!("s.{slot}.hi"), bucket.max);
         }
-        let mut push = doc! {"src": signature(&seqs)};
-        if !self.points.is_empty() {
-            let points: Vec<Bson> = self
-                .points
-                .iter()
-                .map(|(ts, v, seq)| Bson::Document(doc! {"t": *ts, "v": *v, "q": *seq as i64}))
-                .collect();
-            push.insert("p", doc! {"$each": points});
+        let mut set = doc! {"b": self.start};
+        for (ts, value, seq) in &self.points {
+            set.insert(format!("p.{seq}"), vec![Bson::Int64(*ts), Bson::Double(*value)]);
         }
         doc! {
             "q": {"_id": bucket_id(device, metric, self.start)},
             "u": {
-                "$inc": inc, "$min": min, "$max": max, "$push": push,
-                "$set": {"b": self.start},
+                "$inc": inc, "$min": min, "$max": max, "$push": {"src": signature(&seqs)},
+                "$set": set,
             },
             "upsert": true,
         }
@@ -308,10 +303,17 @@ impl MongoStore {
             hours = self.not_yet_applied(&self.hours, hours).await?;
             days = self.not_yet_applied(&self.days, days).await?;
         }
+        let t = std::time::Instant::now();
+        let n = (hours.len(), days.len(), catalogue.len());
         self.update("hours", hours).await?;
+        let t1 = t.elapsed();
         self.update("days", days).await?;
+        let t2 = t.elapsed();
         self.update("catalogue", catalogue).await?;
-        self.update("latest", latest).await
+        let t3 = t.elapsed();
+        self.update("latest", latest).await?;
+        tracing::debug!(?n, ?t1, ?t2, ?t3, total = ?t.elapsed(), "TIMING settle");
+        Ok(())
     }
 
     /// Finishes the writes of writers that stopped half-way (journal entries older than the
@@ -522,7 +524,9 @@ impl TelemetryStore for MongoStore {
             .insert_one(doc! {"_id": journal_id.as_str(), "ids": ids, "w": now_ms()})
             .await
             .map_err(unavailable)?;
+        let t = std::time::Instant::now();
         let refused = self.insert(docs).await?;
+        tracing::debug!(insert = ?t.elapsed(), "TIMING insert");
 
         let mut fresh: BTreeMap<String, Vec<&Reading>> = BTreeMap::new();
         let mut taken = HashSet::new();
@@ -603,12 +607,18 @@ impl TelemetryStore for MongoStore {
         for starts in doc_starts(range, HOUR_MS).chunks(READ_CONCURRENCY) {
             for doc in self.bucket_docs(&self.hours, device, metric, starts.to_vec()).await? {
                 let mut hour: Vec<(i64, u64, f64)> = Vec::new();
-                for point in doc.get_array("p").map(|p| p.as_slice()).unwrap_or_default() {
-                    let point = point.as_document().ok_or_else(|| corrupt("point"))?;
-                    let (ts, value, seq) =
-                        (integer(point, "t")?, number(point, "v")?, integer(point, "q")?);
+                let Ok(stored) = doc.get_document("p") else { continue };
+                for (seq, point) in stored {
+                    let seq: u64 = seq.parse().map_err(|_| corrupt(format!("seq {seq}")))?;
+                    let point = point.as_array().ok_or_else(|| corrupt("point"))?;
+                    let (Some(ts), Some(value)) = (
+                        point.first().and_then(Bson::as_i64),
+                        point.get(1).and_then(Bson::as_f64),
+                    ) else {
+                        return Err(corrupt("point"));
+                    };
                     if (from..to).contains(&ts) {
-                        hour.push((ts, seq as u64, value));
+                        hour.push((ts, seq, value));
                     }
                 }
                 hour.sort_by_key(|(ts, seq, _)| (*ts, *seq));
