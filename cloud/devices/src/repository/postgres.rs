@@ -1,4 +1,5 @@
-//! The registry in PostgreSQL. Tags are a JSONB array with a GIN index (`tags ? tag`).
+//! The registry in PostgreSQL. Tags are a JSONB array with a GIN index (`tags ? tag`); text
+//! search (`q`) uses a trigram index over name and tags (migration 0004, `pg_trgm`).
 
 use async_trait::async_trait;
 use edgewatch_protocol::{DeviceId, DeviceRecord, DeviceStatus, RoutingKey, Timestamp};
@@ -118,7 +119,10 @@ impl DeviceRepository for PostgresDevices {
         }
         if let Some(q) = &query.q {
             let pattern = like_pattern(q);
-            sql.push(" AND (name ILIKE ")
+            // The trigram index narrows (migration 0004), the rest decides.
+            sql.push(" AND devices_search_text(name, tags) ILIKE ")
+                .push_bind(pattern.clone())
+                .push(" AND (name ILIKE ")
                 .push_bind(pattern.clone())
                 .push(" OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(tags) t WHERE t ILIKE ")
                 .push_bind(pattern)
