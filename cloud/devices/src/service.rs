@@ -184,6 +184,11 @@ impl Devices {
         }
     }
 
+    /// The handle that wakes the outbox relay (for [`crate::outbox::spawn`]).
+    pub fn event_wake(&self) -> outbox::Wake {
+        self.events.clone()
+    }
+
     /// Whether the MQTT bridge is connected with its subscriptions in place (messages published
     /// before that, with no session on the broker yet, are not delivered to it).
     pub fn mqtt_subscribed(&self) -> bool {

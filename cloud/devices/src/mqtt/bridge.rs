@@ -173,11 +173,11 @@ async fn run(
             "MQTT bridge stopped with messages in flight; the broker keeps them"
         );
     }
-    subscribed(false);
     tasks.abort_all();
     if client.try_disconnect().is_ok() {
         let _ = tokio::time::timeout(Duration::from_secs(1), events.poll()).await;
     }
+    subscribed(false);
     tracing::info!("MQTT bridge stopped");
 }
 

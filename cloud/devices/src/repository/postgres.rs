@@ -1,5 +1,6 @@
 //! The registry in PostgreSQL. Tags are a JSONB array with a GIN index (`tags ? tag`); text
-//! search (`q`) uses a trigram index over name and tags (migration 0004, `pg_trgm`).
+//! search (`q`) uses a trigram index over a stored name-and-tags column (migration 0004,
+//! `pg_trgm`).
 
 use async_trait::async_trait;
 use edgewatch_protocol::{DeviceId, DeviceRecord, DeviceStatus, RoutingKey, Timestamp};
@@ -119,17 +120,26 @@ impl DeviceRepository for PostgresDevices {
         }
         if let Some(q) = &query.q {
             let pattern = like_pattern(q);
-            // The trigram index narrows (migration 0004), the rest decides.
-            sql.push(" AND devices_search_text(name, tags) ILIKE ")
-                .push_bind(pattern.clone())
-                .push(" AND (name ILIKE ")
-                .push_bind(pattern.clone())
-                .push(" OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(tags) t WHERE t ILIKE ")
-                .push_bind(pattern)
-                .push("))");
+            if q.chars().any(char::is_control) {
+                // Cannot be in a name or a tag; the plain check keeps `\n` from matching across them.
+                sql.push(" AND (name ILIKE ")
+                    .push_bind(pattern.clone())
+                    .push(" OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(tags) t WHERE t ILIKE ")
+                    .push_bind(pattern)
+                    .push("))");
+            } else {
+                // Served by the trigram index (migration 0004).
+                sql.push(" AND search_text ILIKE ").push_bind(pattern);
+            }
         }
-        sql.push(" ORDER BY id LIMIT ").push_bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
-        let rows = sql.build().fetch_all(&self.pool).await.map_err(unavailable)?;
+        // `devices.id`, the uuid: a bare `id` would be the `id::text` output column, which no index orders.
+        sql.push(" ORDER BY devices.id LIMIT ")
+            .push_bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
+        // Planned for these values every time: a cached generic plan cannot tell a search term
+        // that matches half the fleet (walk the id index) from one that matches a single device
+        // (use the trigram index).
+        let rows =
+            sql.build().persistent(false).fetch_all(&self.pool).await.map_err(unavailable)?;
         rows.iter().map(|r| Ok(Row::read(r)?.into_stored()?.record)).collect()
     }
 

@@ -1,8 +1,20 @@
 //! `device.*` events through the outbox, and the offline timeout: registry writes succeed while
 //! the bus is down and their events arrive, in order, once it is back.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
+use edgewatch_common::{
+    auth::{Principal, Role},
+    bus::{Bus, BusError, Message, Subscription, memory::MemoryBus},
+    shutdown::Shutdown,
+    testkit::services,
+};
+use edgewatch_devices::{
+    Devices,
+    domain::{DeviceInput, DevicePatch},
+    service::{Endpoints, HttpEndpoint, MqttEndpoint},
+};
+use edgewatch_protocol::{DEVICE_EVENTS_QUEUE, DeviceId, UserId};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -117,4 +129,88 @@ async fn silent_devices_go_offline_after_the_timeout_and_back_online_on_traffic(
         assert_eq!(again["status"], "online");
         let _ = next_message(&mut app.telemetry, 5).await;
     }
+}
+
+/// The in-process bus of the embedded shape, with a switch that makes it refuse every publish
+/// (as a full or unreachable bus would).
+struct FlakyBus {
+    inner: edgewatch_common::bus::memory::MemoryBus,
+    down: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Bus for FlakyBus {
+    async fn publish(&self, message: Message) -> Result<(), BusError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(BusError::Unavailable("switched off by the test".into()));
+        }
+        self.inner.publish(message).await
+    }
+    async fn subscribe(&self, queue: &str, prefetch: u16) -> Result<Subscription, BusError> {
+        self.inner.subscribe(queue, prefetch).await
+    }
+    async fn ping(&self) -> Result<(), BusError> {
+        self.inner.ping().await
+    }
+}
+
+#[tokio::test]
+async fn embedded_outbox_holds_events_while_the_bus_refuses_them() {
+    let shutdown = Shutdown::new();
+    let repo =
+        edgewatch_devices::repository::connect(&services::sqlite_url("devices.db")).await.unwrap();
+    let bus = Arc::new(FlakyBus {
+        inner: MemoryBus::new(edgewatch_devices::topology(), 1_000),
+        down: true.into(),
+    });
+    let endpoints = Endpoints {
+        mqtt: MqttEndpoint { host: "localhost".into(), port: 1883, tls: false },
+        http: HttpEndpoint { base_url: "http://localhost".into() },
+    };
+    let cache = edgewatch_common::cache::connect("memory://", "test:").await.unwrap();
+    let core = Devices::new(
+        Arc::clone(&repo),
+        bus.clone(),
+        Duration::from_secs(60),
+        endpoints,
+        None,
+        cache,
+    );
+    edgewatch_devices::outbox::spawn(repo, bus.clone(), core.event_wake(), shutdown.clone());
+    let mut events = bus.subscribe(DEVICE_EVENTS_QUEUE, 100).await.unwrap();
+
+    let bob = Principal { user_id: UserId::new(), role: Role::User, session_id: "s".into() };
+    let input = |name: &str| DeviceInput {
+        name: name.into(),
+        kind: None,
+        tags: vec![],
+        location: None,
+        metadata: serde_json::Map::new(),
+    };
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let (record, _) = core.create(&bob, input(&format!("d{i}"))).await.unwrap();
+        ids.push(record.id.to_string());
+    }
+    let patch = DevicePatch { name: Some("renamed".into()), ..DevicePatch::default() };
+    core.patch(&bob, DeviceId::parse(&ids[3]).unwrap(), patch).await.unwrap();
+    core.delete(&bob, DeviceId::parse(&ids[4]).unwrap()).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1_500), events.next()).await.is_err(),
+        "nothing gets through a bus that refuses"
+    );
+
+    bus.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut expected: Vec<(String, String)> =
+        ids.iter().map(|id| ("device.created".to_owned(), id.clone())).collect();
+    expected.push(("device.updated".into(), ids[3].clone()));
+    expected.push(("device.deleted".into(), ids[4].clone()));
+    let mut got = Vec::new();
+    while got.len() < expected.len() {
+        let (key, _, body) = next_message(&mut events, 15).await;
+        got.push((key, body["id"].as_str().unwrap().to_owned()));
+    }
+    assert_eq!(got, expected, "all of them, once, in write order");
+    assert!(tokio::time::timeout(Duration::from_millis(500), events.next()).await.is_err());
+    shutdown.cancel();
 }

@@ -27,8 +27,10 @@ pub struct TestApp {
     pub telemetry: Subscription,
     /// A consumer of the device-events queue (`device.*`), as monitoring would be.
     pub events: Subscription,
-    /// The service core, for calls a test makes directly (the offline sweep).
+    /// The service core, for calls a test makes directly.
     pub core: Devices,
+    /// The devices configuration it runs with (to start it again on the same database).
+    pub config: DevicesConfig,
     /// The RabbitMQ vhost URL in the distributed shape.
     pub amqp_url: Option<String>,
     shutdown: Shutdown,
@@ -67,19 +69,17 @@ pub async fn spawn_app_with(shape: Shape, adjust: impl FnOnce(&mut DevicesConfig
         mqtt_client_id: Some(format!("test-bridge-{}", edgewatch_protocol::DeviceId::new())),
         ..DevicesConfig::default()
     };
-    let mut amqp_url = None;
     match shape {
         Shape::Embedded => config.database_url = services::sqlite_url("devices.db"),
         Shape::Distributed => {
             config.database_url = services::postgres_database().await;
-            let url = services::amqp_vhost().await;
-            config.bus_url = url.clone();
+            config.bus_url = services::amqp_vhost().await;
             config.cache_url = services::require("EDGEWATCH_TEST_REDIS_URL");
             config.cache_namespace = format!("test:{}:", edgewatch_protocol::DeviceId::new());
-            amqp_url = Some(url);
         }
     }
     adjust(&mut config);
+    let amqp_url = config.bus_url.starts_with("amqp").then(|| config.bus_url.clone());
     let (router, core) = edgewatch_devices::build(&config, &shutdown).await.expect("devices");
     let bus: Arc<dyn Bus> = match &amqp_url {
         Some(url) => Arc::new(AmqpBus::connect(url, edgewatch_devices::topology()).await.unwrap()),
@@ -88,7 +88,17 @@ pub async fn spawn_app_with(shape: Shape, adjust: impl FnOnce(&mut DevicesConfig
     let telemetry = bus.subscribe(MONITORING_QUEUE, 50).await.unwrap();
     let events = bus.subscribe(DEVICE_EVENTS_QUEUE, 50).await.unwrap();
     let devices = serve_on_loopback(router, &shutdown).await;
-    TestApp { devices, signing, client: Client::new(), telemetry, events, core, amqp_url, shutdown }
+    TestApp {
+        devices,
+        signing,
+        client: Client::new(),
+        telemetry,
+        events,
+        core,
+        config,
+        amqp_url,
+        shutdown,
+    }
 }
 
 impl TestApp {
@@ -172,6 +182,11 @@ pub async fn error_code(response: Response, status: StatusCode) -> String {
 }
 
 impl TestApp {
+    /// Stops the service (and its background tasks) as a shutdown signal would.
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+
     /// Creates and enrolls a device for `owner`; returns (device id, device secret).
     pub async fn enrolled_device(&self, owner: &str, name: &str) -> (String, String) {
         let (device, token) = self.device(owner, json!({ "name": name })).await;

@@ -10,7 +10,7 @@ use reqwest::Method;
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 
-use crate::helpers::{Shape, TestApp, next_event_for, next_message, spawn_app};
+use crate::helpers::{Shape, TestApp, next_event_for, next_message, spawn_app, spawn_app_with};
 
 const SHAPES: [Shape; 2] = [Shape::Embedded, Shape::Distributed];
 
@@ -172,4 +172,41 @@ async fn an_mqtt_batch_waits_unacked_through_a_bus_outage_and_is_delivered_after
     let (key, message_id, body) = next_message(&mut app.telemetry, 30).await;
     assert_eq!((key, message_id), (format!("telemetry.{id}"), format!("{id}:2")));
     assert_eq!(body["readings"].as_array().unwrap().len(), 2);
+}
+
+/// The bridge stops while the bus is down and a batch is unacked: the broker keeps it in the
+/// bridge's persistent session and delivers it again to the next instance with that session.
+#[tokio::test]
+async fn an_unacked_mqtt_batch_survives_a_bridge_restart() {
+    let mut first = spawn_app(Shape::Distributed).await;
+    bridge_ready(&first).await;
+    let bob = first.user("bob@example.com").await;
+    let (id, secret) = first.enrolled_device(&bob, "greenhouse").await;
+    let device = Device::connect(&id, &secret).await;
+    device.publish("telemetry", batch(&id, &[1]), false).await;
+    assert_eq!(next_message(&mut first.telemetry, 15).await.1, format!("{id}:1"));
+
+    first.bus_outage().await;
+    device.publish("telemetry", batch(&id, &[2]), false).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Stop the service while the batch is unacked (the bridge can only be retrying it now).
+    first.stop();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while first.core.mqtt_subscribed() {
+        assert!(std::time::Instant::now() < deadline, "the bridge did not stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.bus_back().await;
+    let config = first.config.clone();
+    drop(first);
+
+    let mut second = spawn_app_with(Shape::Distributed, |c| {
+        c.database_url = config.database_url.clone();
+        c.bus_url = config.bus_url.clone();
+        c.mqtt_client_id = config.mqtt_client_id.clone();
+        c.mqtt_share_group = config.mqtt_share_group.clone();
+    })
+    .await;
+    let (key, message_id, _) = next_message(&mut second.telemetry, 30).await;
+    assert_eq!((key, message_id), (format!("telemetry.{id}"), format!("{id}:2")));
 }
