@@ -17,6 +17,11 @@
 //! The broker bounds how many unacked messages it sends this client (Mosquitto's
 //! `max_inflight_messages`), which bounds the handler tasks; `concurrency` caps how many of them
 //! work at once.
+//!
+//! Size: the client takes packets up to 2 MiB, twice the batch limit, so an oversize batch is
+//! refused (and acked) by the batch parser. A bigger packet breaks the connection, and the broker
+//! would deliver it again on every reconnect: the broker must cap payloads at 2 MiB or less
+//! (Mosquitto `message_size_limit`, rumqttd `max_payload_size`).
 
 use std::{
     sync::{Arc, atomic::Ordering},
