@@ -5,6 +5,8 @@
 -- trigram GIN index serves that match; the column is stored so that checking a row is cheap and
 -- the planner has statistics for it.
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
+-- For a GIN index over status and text together (status = 'online' AND q).
+CREATE EXTENSION IF NOT EXISTS btree_gin;
 
 CREATE FUNCTION devices_search_text(name TEXT, tags JSONB) RETURNS TEXT
     LANGUAGE SQL IMMUTABLE PARALLEL SAFE
@@ -13,6 +15,8 @@ CREATE FUNCTION devices_search_text(name TEXT, tags JSONB) RETURNS TEXT
 
 ALTER TABLE devices
     ADD COLUMN search_text TEXT GENERATED ALWAYS AS (devices_search_text(name, tags)) STORED;
-CREATE INDEX devices_search ON devices USING GIN (search_text gin_trgm_ops);
+-- GIN serves any subset of its columns, so this one index answers `q` alone and `q` with a
+-- status; the planner intersects it with the tags index for `q` + `tag` (+ `status`).
+CREATE INDEX devices_search ON devices USING GIN (status, search_text gin_trgm_ops);
 CREATE INDEX devices_status ON devices (status, id);
 CREATE INDEX devices_kind ON devices (kind, id);
