@@ -77,13 +77,6 @@ pub async fn build(
     let credentials = cache::connect(&config.cache_url, &config.cache_namespace).await?;
     let devices = Devices::new(repo, bus, ttl, endpoints, mqtt, credentials)
         .with_offline_after(Duration::from_secs(config.offline_after_s.max(1)));
-    outbox::spawn(
-        Arc::clone(&devices.repo),
-        Arc::clone(&devices.bus),
-        devices.events.clone(),
-        shutdown.clone(),
-    );
-    devices.spawn_offline_sweep(shutdown.clone());
     if let (Some(url), true) = (&config.mqtt_url, config.mqtt_ingest) {
         let options = mqtt::bridge::BridgeOptions {
             url: url.clone(),
@@ -98,6 +91,13 @@ pub async fn build(
         mqtt::bridge::start(options, devices.clone(), shutdown.clone())
             .map_err(StartError::Mqtt)?;
     }
+    outbox::spawn(
+        Arc::clone(&devices.repo),
+        Arc::clone(&devices.bus),
+        devices.events.clone(),
+        shutdown.clone(),
+    );
+    devices.spawn_offline_sweep(shutdown.clone());
     let readiness = {
         let (repo, bus) = (Arc::clone(&devices.repo), Arc::clone(&devices.bus));
         Readiness::new()
