@@ -14,8 +14,9 @@ pub const EXCHANGE: &str = "edgewatch";
 pub const DLX_EXCHANGE: &str = "edgewatch.dlx";
 /// Monitoring's durable queue, bound to `telemetry.*`.
 pub const MONITORING_QUEUE: &str = "monitoring.telemetry";
-/// Monitoring's queue of `device.status` events, relayed to live (Socket.IO) clients.
-pub const STATUS_QUEUE: &str = "monitoring.status";
+/// Monitoring's durable queue for device events, bound to `device.*` (fleet status push). The
+/// devices service declares it too, so that no `device.*` event is published before a queue holds it.
+pub const DEVICE_EVENTS_QUEUE: &str = "monitoring.devices";
 
 /// A routing key of the `edgewatch` exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -13,8 +13,8 @@ mod topic;
 
 pub use batch::{Batch, BatchError, Problem, Reading, Seq, Tags, limits};
 pub use bus::{
-    DLX_EXCHANGE, DeviceRecord, DeviceStatus, EXCHANGE, Location, MONITORING_QUEUE, RoutingKey,
-    RoutingKeyError, STATUS_QUEUE, StatusEvent, telemetry_message_id,
+    DEVICE_EVENTS_QUEUE, DLX_EXCHANGE, DeviceRecord, DeviceStatus, EXCHANGE, Location,
+    MONITORING_QUEUE, RoutingKey, RoutingKeyError, StatusEvent, telemetry_message_id,
 };
 pub use ids::{DeviceId, IdError, UserId};
 pub use metric::{MetricName, NameError};

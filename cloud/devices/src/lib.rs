@@ -2,17 +2,18 @@
 //! telemetry ingest, which it hands to the bus with publisher confirms before it acknowledges
 //! the device (API.md "Devices").
 //!
-//! Built so far: the registry store ([`repository`], PostgreSQL and SQLite), registry CRUD with
-//! ownership, search and cursor paging, one-time enrollment, secret rotation, HTTP ingest, and
-//! versioned config pushed retained over MQTT. Still to come (devices issue): the MQTT ingest
-//! bridge, status timeouts and `device.*` events through a transactional outbox, and the search
-//! benchmark.
+//! Parts: the registry store ([`repository`], PostgreSQL and SQLite) with its event outbox and
+//! the relay that publishes it ([`outbox`]); the transport-agnostic service ([`service`]: CRUD
+//! with ownership, search, enrollment, rotation, ingest, config, status); HTTP ([`http`]); MQTT
+//! ([`mqtt`]: config push and the ingest bridge); and the offline sweep. Background tasks (relay,
+//! sweep, MQTT clients) end with the `shutdown` given to [`build`].
 
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
 pub mod mqtt;
+pub mod outbox;
 pub mod repository;
 pub mod service;
 
@@ -74,7 +75,29 @@ pub async fn build(
     };
     let ttl = Duration::from_secs(config.enrollment_ttl_s.max(1));
     let credentials = cache::connect(&config.cache_url, &config.cache_namespace).await?;
-    let devices = Devices::new(repo, bus, ttl, endpoints, mqtt, credentials);
+    let devices = Devices::new(repo, bus, ttl, endpoints, mqtt, credentials)
+        .with_offline_after(Duration::from_secs(config.offline_after_s.max(1)));
+    if let (Some(url), true) = (&config.mqtt_url, config.mqtt_ingest) {
+        let options = mqtt::bridge::BridgeOptions {
+            url: url.clone(),
+            client_id: config.mqtt_client_id.clone().unwrap_or_else(default_client_id),
+            share_group: config.mqtt_share_group.clone(),
+            credentials: config
+                .mqtt_username
+                .clone()
+                .map(|user| (user, config.mqtt_password.clone().unwrap_or_default())),
+            concurrency: config.mqtt_concurrency,
+        };
+        mqtt::bridge::start(options, devices.clone(), shutdown.clone())
+            .map_err(StartError::Mqtt)?;
+    }
+    outbox::spawn(
+        Arc::clone(&devices.repo),
+        Arc::clone(&devices.bus),
+        devices.events.clone(),
+        shutdown.clone(),
+    );
+    devices.spawn_offline_sweep(shutdown.clone());
     let readiness = {
         let (repo, bus) = (Arc::clone(&devices.repo), Arc::clone(&devices.bus));
         Readiness::new()
@@ -90,6 +113,13 @@ pub async fn build(
     let verifier = Arc::new(HttpVerifier::new(&config.signing_url, &config.service_token));
     let api = http::routes(http::AppState { devices: devices.clone(), verifier });
     Ok((service_router("devices", api, readiness, config.http.body_limit), devices))
+}
+
+fn default_client_id() -> String {
+    match std::env::var("HOSTNAME") {
+        Ok(host) if !host.is_empty() => format!("edgewatch-devices-bridge-{host}"),
+        _ => format!("edgewatch-devices-bridge-{}", mqtt::uuid_suffix()),
+    }
 }
 
 /// Runs the service until `shutdown` fires.

@@ -1,14 +1,24 @@
-//! What the devices service does, independent of HTTP. Every registry call takes the caller and
-//! enforces ownership: users see and change their own devices, admins all of them.
+//! What the devices service does, independent of HTTP and MQTT. Every registry call takes the
+//! caller and enforces ownership: users see and change their own devices, admins all of them.
+//! Telemetry from HTTP and from the MQTT bridge takes the same path ([`Devices::accept`]): to the
+//! bus with a confirm, then the device is marked seen.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use edgewatch_common::{
     auth::Principal,
     bus::{Bus, Message},
     cache::Cache,
 };
-use edgewatch_protocol::{Batch, ConfigMessage, DeviceId, DeviceRecord, DeviceStatus, Timestamp};
+use edgewatch_protocol::{
+    Batch, ConfigMessage, DeviceId, DeviceRecord, DeviceStatus, StatusMessage, Timestamp,
+};
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
@@ -16,7 +26,8 @@ use crate::{
     domain::{self, DeviceInput, DevicePatch, hash_secret, new_secret},
     error::DevicesError,
     mqtt::ConfigPublisher,
-    repository::{DeviceRepository, ListQuery},
+    outbox,
+    repository::{DeviceRepository, ListQuery, StatusChange},
 };
 
 /// Where an enrolled device connects, as told to it on enrollment.
@@ -81,6 +92,33 @@ pub struct ConfigView {
     pub config: serde_json::Map<String, serde_json::Value>,
     #[schema(value_type = Option<String>)]
     pub updated_at: Option<Timestamp>,
+    /// The version the device last reported as applied in its status message.
+    pub applied_version: Option<u64>,
+}
+
+/// What became of a message the MQTT bridge handed over. Both are final: the bridge acks them
+/// (a refused message would only come back the same); an `Err` instead is retried, not acked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    Accepted,
+    /// Dropped, with the reason (a metric label).
+    Refused(&'static str),
+}
+
+/// Where telemetry came in, for metrics and logs.
+#[derive(Debug, Clone, Copy)]
+pub enum Via {
+    Http,
+    Mqtt,
+}
+
+impl Via {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Mqtt => "mqtt",
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -92,7 +130,18 @@ pub struct Devices {
     mqtt: Option<ConfigPublisher>,
     /// Device secret hashes by id, for the credential check on every ingest request.
     credentials: Arc<dyn Cache>,
+    /// Wakes the outbox relay after a write that queued an event.
+    pub(crate) events: outbox::Wake,
+    /// An online device not heard from for this long is marked offline by the sweep.
+    offline_after: Duration,
+    /// Set by the MQTT bridge while its subscriptions are in place.
+    pub(crate) bridge_subscribed: Arc<AtomicBool>,
 }
+
+/// Devices marked offline per sweep statement.
+const SWEEP_BATCH: usize = 1_000;
+/// The default of [`Devices::with_offline_after`].
+pub const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(300);
 
 /// How long a cached secret hash is trusted; rotation and deletion evict it at once.
 const CREDENTIAL_TTL: Duration = Duration::from_secs(60);
@@ -122,7 +171,43 @@ impl Devices {
         mqtt: Option<ConfigPublisher>,
         credentials: Arc<dyn Cache>,
     ) -> Self {
-        Self { repo, bus, enrollment_ttl, endpoints, mqtt, credentials }
+        Self {
+            repo,
+            bus,
+            enrollment_ttl,
+            endpoints,
+            mqtt,
+            credentials,
+            events: outbox::Wake::default(),
+            offline_after: DEFAULT_OFFLINE_AFTER,
+            bridge_subscribed: Arc::default(),
+        }
+    }
+
+    /// The handle that wakes the outbox relay (for [`crate::outbox::spawn`]).
+    pub fn event_wake(&self) -> outbox::Wake {
+        self.events.clone()
+    }
+
+    /// Whether the MQTT bridge is connected with its subscriptions in place (messages published
+    /// before that, with no session on the broker yet, are not delivered to it).
+    pub fn mqtt_subscribed(&self) -> bool {
+        self.bridge_subscribed.load(Ordering::Acquire)
+    }
+
+    /// Sets how long an online device may stay silent before the sweep marks it offline.
+    #[must_use]
+    pub fn with_offline_after(mut self, offline_after: Duration) -> Self {
+        self.offline_after = offline_after;
+        self
+    }
+
+    fn status_changed(&self, change: Option<StatusChange>) {
+        if let Some(change) = change {
+            tracing::info!(device_id = %change.device_id, status = ?change.status, "Device status changed");
+            metrics::counter!("edgewatch_devices_status_changes_total").increment(1);
+            self.events.wake();
+        }
     }
 
     /// Evicts a device's cached credential. Failing to is an error: a stale entry would let an
@@ -166,6 +251,7 @@ impl Devices {
             .saturating_add(i64::try_from(self.enrollment_ttl.as_millis()).unwrap_or(i64::MAX / 2));
         let expires = Timestamp::from_millis(expires_ms).unwrap_or(now);
         self.repo.create(&record, &token_hash, expires).await?;
+        self.events.wake();
         tracing::info!(device_id = %record.id, owner = %principal.user_id, "Device registered");
         Ok((record, token))
     }
@@ -224,10 +310,9 @@ impl Devices {
             record.metadata = domain::check_metadata(metadata).map_err(invalid)?;
         }
         record.updated_at = Timestamp::now();
-        if !self.repo.update(&record).await? {
-            return Err(DevicesError::NotFound);
-        }
-        Ok(record)
+        let stored = self.repo.update(&record).await?.ok_or(DevicesError::NotFound)?;
+        self.events.wake();
+        Ok(stored)
     }
 
     /// Deletes a device; its credentials stop working with it.
@@ -236,6 +321,7 @@ impl Devices {
         // Evict before and after: an ingest in between could re-cache the old secret.
         self.forget_credential(id).await?;
         self.repo.delete(id).await?;
+        self.events.wake();
         self.forget_credential(id).await?;
         tracing::info!(device_id = %id, "Device deleted");
         Ok(())
@@ -268,6 +354,7 @@ impl Devices {
             version: stored.version,
             config: stored.config,
             updated_at: stored.updated_at,
+            applied_version: stored.applied_version,
         })
     }
 
@@ -290,7 +377,8 @@ impl Devices {
                 tracing::warn!(%err, device_id = %id, version, "Could not push the config over MQTT");
             }
         }
-        Ok(ConfigView { version, config, updated_at: Some(now) })
+        let applied_version = self.repo.config(id).await?.and_then(|c| c.applied_version);
+        Ok(ConfigView { version, config, updated_at: Some(now), applied_version })
     }
 
     /// The device's own view of its config (device credential).
@@ -365,13 +453,141 @@ impl Devices {
                 batch: batch.device_id().to_string(),
             });
         }
-        self.bus.publish(Message::telemetry(&batch, request_id)).await?;
-        metrics::counter!("edgewatch_devices_readings_accepted_total", "via" => "http")
+        self.accept(&batch, Via::Http, request_id).await
+    }
+
+    /// The path every valid batch takes, from HTTP or MQTT: to the bus (returning after its
+    /// confirm), then the device is marked seen (online, with a `device.status` event if it was
+    /// not online before).
+    pub async fn accept(
+        &self,
+        batch: &Batch,
+        via: Via,
+        request_id: Option<String>,
+    ) -> Result<Ingested, DevicesError> {
+        let id = batch.device_id();
+        self.bus.publish(Message::telemetry(batch, request_id)).await?;
+        metrics::counter!("edgewatch_devices_readings_accepted_total", "via" => via.label())
             .increment(batch.readings().len() as u64);
         // The readings are safe on the bus; a failed status update must not fail the request.
-        if let Err(err) = self.repo.mark_seen(id, Timestamp::now()).await {
-            tracing::warn!(%err, device_id = %id, "Could not record the device as seen");
+        match self.repo.mark_seen(id, Timestamp::now()).await {
+            Ok(change) => self.status_changed(change),
+            Err(err) => {
+                tracing::warn!(%err, device_id = %id, "Could not record the device as seen")
+            }
         }
         Ok(Ingested { accepted: batch.readings().len(), duplicates: 0 })
+    }
+
+    /// Whether `id` is an enrolled device (it has a secret, so the broker may have let it in).
+    async fn is_enrolled(&self, id: DeviceId) -> Result<bool, DevicesError> {
+        match self.credentials.get(&credential_key(id)).await {
+            Ok(Some(_)) => return Ok(true),
+            Ok(None) => {}
+            Err(err) => tracing::warn!(%err, "Credential cache unavailable; asking the database"),
+        }
+        let hash = self.repo.get(id).await?.and_then(|d| d.secret_hash);
+        if let Some(hash) = &hash {
+            let _ = self
+                .credentials
+                .set(&credential_key(id), hash.clone().into(), CREDENTIAL_TTL)
+                .await;
+        }
+        Ok(hash.is_some())
+    }
+
+    /// A batch the MQTT bridge received on `edgewatch/v1/devices/{topic_device}/telemetry`. The
+    /// broker authenticated the device and kept it to its own topics; this checks that the
+    /// device is enrolled and that the batch is its own. `Err` means "not now" (the bus or the
+    /// database is down): the bridge does not ack, and the message is kept.
+    pub async fn ingest_mqtt(
+        &self,
+        topic_device: DeviceId,
+        payload: &[u8],
+    ) -> Result<Handled, DevicesError> {
+        let refused = |reason: &'static str, detail: String| {
+            metrics::counter!("edgewatch_devices_mqtt_refused_total", "reason" => reason)
+                .increment(1);
+            tracing::warn!(device_id = %topic_device, reason, %detail, "Dropped an MQTT telemetry message");
+            Ok(Handled::Refused(reason))
+        };
+        let batch = match Batch::from_json(payload) {
+            Ok(batch) => batch,
+            Err(err) => return refused("invalid_batch", err.to_string()),
+        };
+        if batch.device_id() != topic_device {
+            return refused("wrong_device", format!("the batch is for {}", batch.device_id()));
+        }
+        if !self.is_enrolled(topic_device).await? {
+            return refused("unknown_device", "no enrolled device has this id".into());
+        }
+        self.accept(&batch, Via::Mqtt, None).await?;
+        Ok(Handled::Accepted)
+    }
+
+    /// A status message from `edgewatch/v1/devices/{id}/status` (the device's own, or its will).
+    /// The time of the change is the service's clock: a will carries the time it was made.
+    pub async fn report_status(
+        &self,
+        id: DeviceId,
+        payload: &[u8],
+    ) -> Result<Handled, DevicesError> {
+        let message: StatusMessage = match serde_json::from_slice(payload) {
+            Ok(message) => message,
+            Err(err) => {
+                metrics::counter!("edgewatch_devices_mqtt_refused_total", "reason" => "invalid_status")
+                    .increment(1);
+                tracing::warn!(device_id = %id, %err, "Dropped an invalid status message");
+                return Ok(Handled::Refused("invalid_status"));
+            }
+        };
+        let status = if message.online { DeviceStatus::Online } else { DeviceStatus::Offline };
+        let change =
+            self.repo.set_status(id, status, Timestamp::now(), message.config_version).await?;
+        self.status_changed(change);
+        Ok(Handled::Accepted)
+    }
+
+    /// Marks offline every online device not heard from within the offline timeout; returns how
+    /// many it marked.
+    pub async fn sweep_offline(&self) -> Result<usize, DevicesError> {
+        let now = Timestamp::now();
+        let timeout = i64::try_from(self.offline_after.as_millis()).unwrap_or(i64::MAX / 2);
+        let before = Timestamp::from_millis(now.as_millis().saturating_sub(timeout))
+            .map_err(|e| DevicesError::Internal(e.to_string()))?;
+        let mut total = 0;
+        loop {
+            let changes = self.repo.sweep_offline(before, now, SWEEP_BATCH).await?;
+            let n = changes.len();
+            total += n;
+            for change in changes {
+                self.status_changed(Some(change));
+            }
+            if n < SWEEP_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Runs [`Self::sweep_offline`] every quarter of the offline timeout (at least every 30 s)
+    /// until `shutdown`.
+    pub fn spawn_offline_sweep(
+        &self,
+        shutdown: edgewatch_common::shutdown::Shutdown,
+    ) -> tokio::task::JoinHandle<()> {
+        let devices = self.clone();
+        let every =
+            (self.offline_after / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(every) => {}
+                }
+                if let Err(err) = devices.sweep_offline().await {
+                    tracing::warn!(%err, "Offline sweep failed; trying again next round");
+                }
+            }
+        })
     }
 }

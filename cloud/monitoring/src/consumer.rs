@@ -22,9 +22,11 @@ use edgewatch_common::{
     shutdown::Shutdown,
     telemetry_store::TelemetryStore,
 };
-use edgewatch_protocol::{Batch, MONITORING_QUEUE, STATUS_QUEUE, StatusEvent};
+use edgewatch_protocol::{
+    Batch, DEVICE_EVENTS_QUEUE, DeviceRecord, MONITORING_QUEUE, RoutingKey, StatusEvent,
+};
 
-use crate::live::Live;
+use crate::{live::Live, registry::Registry};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -153,16 +155,22 @@ async fn sleep_or_stop(shutdown: &Shutdown, backoff: &mut Duration) -> bool {
     }
 }
 
-/// Relays `device.status` events from the bus to Socket.IO clients. A status is only worth
-/// pushing while it is fresh: one that cannot be parsed is dead-lettered, and the queue is
-/// acked as soon as the push is made (clients that miss it read the registry).
-pub async fn relay_status(bus: Arc<dyn Bus>, live: Live, shutdown: Shutdown) {
+/// Follows the registry's `device.*` events: a status change is pushed to live clients, and a
+/// device updated or deleted is forgotten by the access cache so a change of owner takes effect
+/// at once. Events are only worth acting on while fresh: each is acked once handled, and one
+/// that cannot be read is dead-lettered.
+pub async fn follow_device_events(
+    bus: Arc<dyn Bus>,
+    live: Live,
+    registry: Arc<dyn Registry>,
+    shutdown: Shutdown,
+) {
     let mut backoff = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
-        let mut subscription = match bus.subscribe(STATUS_QUEUE, 64).await {
+        let mut subscription = match bus.subscribe(DEVICE_EVENTS_QUEUE, 64).await {
             Ok(subscription) => subscription,
             Err(err) => {
-                tracing::warn!(error = %err, "Cannot consume device status yet; retrying");
+                tracing::warn!(error = %err, "Cannot consume device events yet; retrying");
                 sleep_or_stop(&shutdown, &mut backoff).await;
                 continue;
             }
@@ -173,18 +181,30 @@ pub async fn relay_status(bus: Arc<dyn Bus>, live: Live, shutdown: Shutdown) {
                 next = subscription.next() => next,
             };
             let Some(delivery) = next else { break };
-            let settled = match serde_json::from_slice::<StatusEvent>(&delivery.message.body) {
-                Ok(event) => {
-                    live.status(&event).await;
-                    delivery.ack().await
+            let body = &delivery.message.body;
+            let handled = match delivery.message.routing_key.parse::<RoutingKey>() {
+                Ok(RoutingKey::DeviceStatus) => match serde_json::from_slice::<StatusEvent>(body) {
+                    Ok(event) => {
+                        live.status(&event).await;
+                        Ok(())
+                    }
+                    Err(err) => Err(err),
+                },
+                Ok(RoutingKey::DeviceUpdated | RoutingKey::DeviceDeleted) => {
+                    serde_json::from_slice::<DeviceRecord>(body)
+                        .map(|device| registry.forget(device.id))
                 }
+                _ => Ok(()),
+            };
+            let settled = match handled {
+                Ok(()) => delivery.ack().await,
                 Err(err) => {
-                    tracing::warn!(error = %err, "Dead-lettering a device.status that is not a status event");
+                    tracing::warn!(error = %err, routing_key = %delivery.message.routing_key, "Dead-lettering a device event that cannot be read");
                     delivery.dead_letter().await
                 }
             };
             if let Err(err) = settled {
-                tracing::warn!(error = %err, "Could not settle a status message");
+                tracing::warn!(error = %err, "Could not settle a device event");
             }
         }
         sleep_or_stop(&shutdown, &mut backoff).await;

@@ -96,7 +96,7 @@ pub async fn build_with(
     let redis =
         config.live_redis_url.as_deref().map(|url| (url, config.live_redis_prefix.as_str()));
     let (router, live) =
-        live::attach(router, verifier, registry, config.live_buffer, redis).await?;
+        live::attach(router, verifier, Arc::clone(&registry), config.live_buffer, redis).await?;
 
     let consumer = consumer::Consumer {
         bus: Arc::clone(&bus),
@@ -107,7 +107,12 @@ pub async fn build_with(
         healthy: Arc::clone(&healthy),
     };
     tokio::spawn(consumer.run(shutdown.clone()));
-    tokio::spawn(consumer::relay_status(Arc::clone(&bus), live, shutdown.clone()));
+    tokio::spawn(consumer::follow_device_events(
+        Arc::clone(&bus),
+        live,
+        Arc::clone(&registry),
+        shutdown.clone(),
+    ));
     tokio::spawn(retention::run(Arc::clone(&store), config.retention.clone(), shutdown.clone()));
 
     Ok((router, Monitoring { store, bus }))

@@ -1,8 +1,9 @@
 //! Who may see a device: the device registry is the one authority, so monitoring asks it
 //! (`GET /api/v1/devices/{id}` with the caller's own token, which applies the registry's own
 //! ownership rule) instead of keeping a copy that could drift. Answers are cached per session
-//! and device for [`ACCESS_TTL`], so a chart's dozen queries cost one registry call; a device
-//! given away or deleted stops being visible within that time.
+//! and device for [`ACCESS_TTL`], so a chart's dozen queries cost one registry call; the
+//! registry's `device.updated|deleted` events drop a device's entries at once, and the TTL bounds
+//! the staleness should an event be late.
 
 use std::{sync::Arc, time::Duration};
 
@@ -33,6 +34,9 @@ pub trait Registry: Send + Sync + 'static {
 
     /// Every device the holder of `token` may see.
     async fn visible(&self, token: &str) -> Result<Vec<DeviceId>, MonitoringError>;
+
+    /// Drops what is remembered of `device` (it changed owner or was deleted).
+    fn forget(&self, device: DeviceId);
 }
 
 /// The devices service over HTTP.
@@ -62,7 +66,11 @@ impl HttpRegistry {
         Arc::new(Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
             client: reqwest::Client::builder().timeout(TIMEOUT).build().unwrap_or_default(),
-            cache: Cache::builder().max_capacity(100_000).time_to_live(ACCESS_TTL).build(),
+            cache: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ACCESS_TTL)
+                .support_invalidation_closures()
+                .build(),
         })
     }
 
@@ -94,6 +102,11 @@ impl Registry for HttpRegistry {
         let access = self.ask(token, device).await?;
         self.cache.insert(key, access).await;
         Ok(access)
+    }
+
+    fn forget(&self, device: DeviceId) {
+        // Only fails when the cache was built without closures, which `new` does not do.
+        let _ = self.cache.invalidate_entries_if(move |(_, cached), _| *cached == device);
     }
 
     async fn visible(&self, token: &str) -> Result<Vec<DeviceId>, MonitoringError> {

@@ -84,7 +84,8 @@ mod tests {
         let json = format!(r#"{{"device_id":"{device}","readings":[{}]}}"#, readings.join(","));
         store.write(&[Batch::from_json(json.as_bytes()).unwrap()]).await.unwrap();
 
-        let config = RetentionConfig { raw_hours: 24, minute_hours: 72, hour_hours: 0, interval_s: 1 };
+        let config =
+            RetentionConfig { raw_hours: 24, minute_hours: 72, hour_hours: 0, interval_s: 1 };
         let deleted = purge_once(&store, &config, now).await.unwrap();
         // Raw: two readings; 1m rollups: one bucket (10 days); 1h rollups kept forever.
         assert_eq!(deleted, 3);

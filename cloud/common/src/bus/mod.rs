@@ -23,7 +23,9 @@ use std::{fmt, sync::Arc};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use edgewatch_protocol::{Batch, MONITORING_QUEUE, RoutingKey, STATUS_QUEUE, telemetry_message_id};
+use edgewatch_protocol::{
+    Batch, DEVICE_EVENTS_QUEUE, MONITORING_QUEUE, RoutingKey, telemetry_message_id,
+};
 use futures_util::future::BoxFuture;
 
 pub use topic::topic_matches;
@@ -77,11 +79,12 @@ pub struct Topology {
 
 impl Topology {
     /// The topology of API.md: `monitoring.telemetry` bound to `telemetry.*`, and
-    /// `monitoring.status` bound to `device.status` (live status push).
+    /// `monitoring.devices` bound to `device.*` (registry events: live status push, access
+    /// cache invalidation).
     pub fn standard() -> Self {
         Self::default()
             .with_queue(MONITORING_QUEUE, &[RoutingKey::ALL_TELEMETRY])
-            .with_queue(STATUS_QUEUE, &["device.status"])
+            .with_queue(DEVICE_EVENTS_QUEUE, &[RoutingKey::ALL_DEVICE_EVENTS])
     }
 
     pub fn with_queue(mut self, name: &str, bindings: &[&str]) -> Self {

@@ -611,10 +611,9 @@ impl TelemetryStore for MongoStore {
                 for (seq, point) in stored {
                     let seq: u64 = seq.parse().map_err(|_| corrupt(format!("seq {seq}")))?;
                     let point = point.as_array().ok_or_else(|| corrupt("point"))?;
-                    let (Some(ts), Some(value)) = (
-                        point.first().and_then(Bson::as_i64),
-                        point.get(1).and_then(Bson::as_f64),
-                    ) else {
+                    let (Some(ts), Some(value)) =
+                        (point.first().and_then(Bson::as_i64), point.get(1).and_then(Bson::as_f64))
+                    else {
                         return Err(corrupt("point"));
                     };
                     if (from..to).contains(&ts) {

@@ -1,6 +1,11 @@
 //! The registry store port: PostgreSQL ([`postgres`]) and SQLite ([`sqlite`]), one conformance
 //! suite (`tests/api/repository.rs`). Listing pages by id — ids are UUID v7, so id order is
 //! creation order and a cursor stays correct while rows are inserted.
+//!
+//! Every registry change that other services hear about (`device.created|updated|deleted`,
+//! `device.status`) writes its event into the `device_outbox` table in the same transaction as
+//! the change itself, so the registry and its events cannot diverge: the relay
+//! ([`crate::outbox`]) publishes the rows later, and a bus outage only delays them.
 
 pub mod postgres;
 pub mod sqlite;
@@ -8,7 +13,9 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use edgewatch_protocol::{DeviceId, DeviceRecord, DeviceStatus, Location, Timestamp, UserId};
+use edgewatch_protocol::{
+    DeviceId, DeviceRecord, DeviceStatus, Location, RoutingKey, StatusEvent, Timestamp, UserId,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RepoError {
@@ -33,6 +40,64 @@ pub struct StoredConfig {
     pub version: u64,
     pub config: serde_json::Map<String, serde_json::Value>,
     pub updated_at: Option<Timestamp>,
+    /// The version the device last reported as applied (its status message), if it did.
+    pub applied_version: Option<u64>,
+}
+
+/// A status change the store made; its `device.status` event is in the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusChange {
+    pub device_id: DeviceId,
+    pub status: DeviceStatus,
+    pub at: Timestamp,
+}
+
+/// An event waiting in the outbox, as it will go on the bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    /// Relay order.
+    pub id: i64,
+    pub routing_key: String,
+    /// Stable across republishes, so a consumer can recognise a duplicate.
+    pub message_id: String,
+    pub body: String,
+}
+
+/// An outbox row about to be written.
+pub(crate) struct NewEvent {
+    routing_key: String,
+    message_id: String,
+    body: String,
+}
+
+impl NewEvent {
+    /// `device.created|updated|deleted` with the device as its body.
+    pub(crate) fn device(key: RoutingKey, record: &DeviceRecord) -> Self {
+        let message_id = match key {
+            RoutingKey::DeviceUpdated => {
+                format!("{key}:{}:{}", record.id, record.updated_at.as_millis())
+            }
+            _ => format!("{key}:{}", record.id),
+        };
+        Self { routing_key: key.to_string(), message_id, body: json(record) }
+    }
+
+    /// `device.status`.
+    pub(crate) fn status(change: &StatusChange) -> Self {
+        let event =
+            StatusEvent { device_id: change.device_id, status: change.status, ts: change.at };
+        Self {
+            routing_key: RoutingKey::DeviceStatus.to_string(),
+            message_id: format!(
+                "{}:{}:{}:{}",
+                RoutingKey::DeviceStatus,
+                change.device_id,
+                status_str(change.status),
+                change.at.as_millis()
+            ),
+            body: json(&event),
+        }
+    }
 }
 
 /// What to list. `owner: None` lists every owner's devices (admins).
@@ -61,8 +126,10 @@ pub trait DeviceRepository: Send + Sync + 'static {
     async fn get(&self, id: DeviceId) -> Result<Option<StoredDevice>, RepoError>;
     /// At most `limit` devices matching `query`, by id.
     async fn list(&self, query: &ListQuery) -> Result<Vec<DeviceRecord>, RepoError>;
-    /// Writes name, kind, tags, location, metadata and updated_at; false if the device is gone.
-    async fn update(&self, record: &DeviceRecord) -> Result<bool, RepoError>;
+    /// Writes name, kind, tags, location, metadata and updated_at (and a `device.updated`
+    /// event); the device as stored, or `None` if it is gone.
+    async fn update(&self, record: &DeviceRecord) -> Result<Option<DeviceRecord>, RepoError>;
+    /// Deletes the device (and writes a `device.deleted` event); false if it was gone.
     async fn delete(&self, id: DeviceId) -> Result<bool, RepoError>;
     /// Trades a live enrollment token (by hash) for a secret, once: the token is consumed.
     async fn enroll(
@@ -81,8 +148,33 @@ pub trait DeviceRepository: Send + Sync + 'static {
         at: Timestamp,
     ) -> Result<Option<u64>, RepoError>;
     async fn config(&self, id: DeviceId) -> Result<Option<StoredConfig>, RepoError>;
-    /// Records traffic from the device: online, last seen at `at`.
-    async fn mark_seen(&self, id: DeviceId, at: Timestamp) -> Result<(), RepoError>;
+    /// Records traffic from the device: online, last seen at `at`. The change, if it was not
+    /// online before (its `device.status` event is written with it).
+    async fn mark_seen(
+        &self,
+        id: DeviceId,
+        at: Timestamp,
+    ) -> Result<Option<StatusChange>, RepoError>;
+    /// Sets the status the device reported (online also counts as seen at `at`) and the config
+    /// version it applied. The change, if the status changed.
+    async fn set_status(
+        &self,
+        id: DeviceId,
+        status: DeviceStatus,
+        at: Timestamp,
+        applied_config_version: Option<u64>,
+    ) -> Result<Option<StatusChange>, RepoError>;
+    /// Marks offline (at `at`) up to `limit` online devices last seen before `seen_before`.
+    async fn sweep_offline(
+        &self,
+        seen_before: Timestamp,
+        at: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<StatusChange>, RepoError>;
+    /// The oldest `limit` events not yet relayed, in order.
+    async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEvent>, RepoError>;
+    /// Forgets relayed events.
+    async fn outbox_delete(&self, ids: &[i64]) -> Result<(), RepoError>;
     async fn ping(&self) -> Result<(), RepoError>;
 }
 
@@ -198,11 +290,13 @@ fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
-/// Reads `(config_version, config, config_updated_at_ms)` text columns into a [`StoredConfig`].
+/// Reads `(config_version, config, config_updated_at_ms, applied_config_version)` into a
+/// [`StoredConfig`].
 fn stored_config(
     version: i64,
     config: &str,
     updated_at_ms: Option<i64>,
+    applied: Option<i64>,
 ) -> Result<StoredConfig, RepoError> {
     let corrupt = |what: &str| RepoError::Corrupt(format!("device {what}"));
     Ok(StoredConfig {
@@ -211,5 +305,14 @@ fn stored_config(
         updated_at: updated_at_ms
             .map(|ms| Timestamp::from_millis(ms).map_err(|_| corrupt("config time")))
             .transpose()?,
+        applied_version: applied.and_then(|v| u64::try_from(v).ok()),
     })
+}
+
+fn parse_id(id: &str) -> Result<DeviceId, RepoError> {
+    DeviceId::parse(id).map_err(|e| RepoError::Corrupt(e.to_string()))
+}
+
+fn i64_of(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }

@@ -1,24 +1,50 @@
-//! The registry in PostgreSQL. Tags are a JSONB array with a GIN index (`tags ? tag`).
+//! The registry in PostgreSQL. Tags are a JSONB array with a GIN index (`tags ? tag`); text
+//! search (`q`) uses a trigram index over a stored name-and-tags column (migration 0004,
+//! `pg_trgm`).
 
 use async_trait::async_trait;
-use edgewatch_protocol::{DeviceId, DeviceRecord, Timestamp};
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use edgewatch_protocol::{DeviceId, DeviceRecord, DeviceStatus, RoutingKey, Timestamp};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 
 use super::{
-    COLUMNS, DeviceRepository, ListQuery, RepoError, Row, StoredConfig, StoredDevice, json,
-    like_pattern, status_str, stored_config, unavailable,
+    COLUMNS, DeviceRepository, ListQuery, NewEvent, OutboxEvent, RepoError, Row, StatusChange,
+    StoredConfig, StoredDevice, i64_of, json, like_pattern, parse_id, status_str, stored_config,
+    unavailable,
 };
 
 pub struct PostgresDevices {
     pool: PgPool,
 }
 
-fn select() -> String {
+/// `id, owner_id` and [`COLUMNS`] as text, for SELECT and RETURNING.
+fn columns() -> String {
     let columns = COLUMNS
         .replace("tags,", "tags::text,")
         .replace("location,", "location::text,")
         .replace("metadata,", "metadata::text,");
-    format!("SELECT id::text, owner_id::text, {columns} FROM devices")
+    format!("id::text, owner_id::text, {columns}")
+}
+
+fn select() -> String {
+    format!("SELECT {} FROM devices", columns())
+}
+
+/// Writes outbox rows on the caller's transaction.
+async fn insert_events(conn: &mut PgConnection, events: &[NewEvent]) -> Result<(), RepoError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let now = Timestamp::now().as_millis();
+    let mut sql = QueryBuilder::<Postgres>::new(
+        "INSERT INTO device_outbox (routing_key, message_id, body, created_at_ms) ",
+    );
+    sql.push_values(events, |mut row, event| {
+        row.push_bind(event.routing_key.clone())
+            .push_bind(event.message_id.clone())
+            .push_bind(event.body.clone())
+            .push_bind(now);
+    });
+    sql.build().execute(conn).await.map(drop).map_err(unavailable)
 }
 
 impl PostgresDevices {
@@ -39,6 +65,7 @@ impl DeviceRepository for PostgresDevices {
         enrollment_hash: &str,
         expires: Timestamp,
     ) -> Result<(), RepoError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
         sqlx::query(
             "INSERT INTO devices (id, owner_id, name, kind, tags, location, metadata, status, config_version, \
              created_at_ms, updated_at_ms, enrollment_hash, enrollment_expires_at_ms) \
@@ -57,10 +84,11 @@ impl DeviceRepository for PostgresDevices {
         .bind(r.updated_at.as_millis())
         .bind(enrollment_hash)
         .bind(expires.as_millis())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map(drop)
-        .map_err(unavailable)
+        .map_err(unavailable)?;
+        insert_events(&mut tx, &[NewEvent::device(RoutingKey::DeviceCreated, r)]).await?;
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn get(&self, id: DeviceId) -> Result<Option<StoredDevice>, RepoError> {
@@ -92,22 +120,36 @@ impl DeviceRepository for PostgresDevices {
         }
         if let Some(q) = &query.q {
             let pattern = like_pattern(q);
-            sql.push(" AND (name ILIKE ")
-                .push_bind(pattern.clone())
-                .push(" OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(tags) t WHERE t ILIKE ")
-                .push_bind(pattern)
-                .push("))");
+            if q.chars().any(char::is_control) {
+                // Cannot be in a name or a tag; the plain check keeps `\n` from matching across them.
+                sql.push(" AND (name ILIKE ")
+                    .push_bind(pattern.clone())
+                    .push(" OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(tags) t WHERE t ILIKE ")
+                    .push_bind(pattern)
+                    .push("))");
+            } else {
+                // Served by the trigram index (migration 0004).
+                sql.push(" AND search_text ILIKE ").push_bind(pattern);
+            }
         }
-        sql.push(" ORDER BY id LIMIT ").push_bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
-        let rows = sql.build().fetch_all(&self.pool).await.map_err(unavailable)?;
+        // `devices.id`, the uuid: a bare `id` would be the `id::text` output column, which no index orders.
+        sql.push(" ORDER BY devices.id LIMIT ")
+            .push_bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
+        // Planned for these values every time: a cached generic plan cannot tell a search term
+        // that matches half the fleet (walk the id index) from one that matches a single device
+        // (use the trigram index).
+        let rows =
+            sql.build().persistent(false).fetch_all(&self.pool).await.map_err(unavailable)?;
         rows.iter().map(|r| Ok(Row::read(r)?.into_stored()?.record)).collect()
     }
 
-    async fn update(&self, r: &DeviceRecord) -> Result<bool, RepoError> {
-        let done = sqlx::query(
+    async fn update(&self, r: &DeviceRecord) -> Result<Option<DeviceRecord>, RepoError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE devices SET name = $2, kind = $3, tags = $4::jsonb, location = $5::jsonb, \
-             metadata = $6::jsonb, updated_at_ms = $7 WHERE id = $1::uuid",
-        )
+             metadata = $6::jsonb, updated_at_ms = $7 WHERE id = $1::uuid RETURNING {}",
+            columns()
+        )))
         .bind(r.id.to_string())
         .bind(&r.name)
         .bind(&r.kind)
@@ -115,19 +157,31 @@ impl DeviceRepository for PostgresDevices {
         .bind(r.location.as_ref().map(json))
         .bind(json(&r.metadata))
         .bind(r.updated_at.as_millis())
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(unavailable)?;
-        Ok(done.rows_affected() == 1)
+        let Some(row) = row else { return Ok(None) };
+        let stored = Row::read(&row)?.into_stored()?.record;
+        insert_events(&mut tx, &[NewEvent::device(RoutingKey::DeviceUpdated, &stored)]).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(stored))
     }
 
     async fn delete(&self, id: DeviceId) -> Result<bool, RepoError> {
-        let done = sqlx::query("DELETE FROM devices WHERE id = $1::uuid")
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(done.rows_affected() == 1)
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM devices WHERE id = $1::uuid RETURNING {}",
+            columns()
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let Some(row) = row else { return Ok(false) };
+        let gone = Row::read(&row)?.into_stored()?.record;
+        insert_events(&mut tx, &[NewEvent::device(RoutingKey::DeviceDeleted, &gone)]).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
     }
 
     async fn enroll(
@@ -146,7 +200,7 @@ impl DeviceRepository for PostgresDevices {
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
-        id.map(|id| DeviceId::parse(&id).map_err(|e| RepoError::Corrupt(e.to_string()))).transpose()
+        id.as_deref().map(parse_id).transpose()
     }
 
     async fn set_secret(&self, id: DeviceId, secret_hash: &str) -> Result<bool, RepoError> {
@@ -179,27 +233,146 @@ impl DeviceRepository for PostgresDevices {
     }
 
     async fn config(&self, id: DeviceId) -> Result<Option<StoredConfig>, RepoError> {
-        let row: Option<(i64, String, Option<i64>)> = sqlx::query_as(
-            "SELECT config_version, config::text, config_updated_at_ms FROM devices WHERE id = $1::uuid",
+        let row: Option<(i64, String, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT config_version, config::text, config_updated_at_ms, applied_config_version \
+             FROM devices WHERE id = $1::uuid",
         )
         .bind(id.to_string())
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
-        row.map(|(v, c, at)| stored_config(v, &c, at)).transpose()
+        row.map(|(v, c, at, applied)| stored_config(v, &c, at, applied)).transpose()
     }
 
-    async fn mark_seen(&self, id: DeviceId, at: Timestamp) -> Result<(), RepoError> {
-        sqlx::query(
-            "UPDATE devices SET status = 'online', last_seen_at_ms = GREATEST(COALESCE(last_seen_at_ms, 0), $2) \
-             WHERE id = $1::uuid",
+    async fn mark_seen(
+        &self,
+        id: DeviceId,
+        at: Timestamp,
+    ) -> Result<Option<StatusChange>, RepoError> {
+        // The common case, one statement: the device is online already, no event.
+        let done = sqlx::query(
+            "UPDATE devices SET last_seen_at_ms = GREATEST(COALESCE(last_seen_at_ms, 0), $2) \
+             WHERE id = $1::uuid AND status = 'online'",
         )
         .bind(id.to_string())
         .bind(at.as_millis())
         .execute(&self.pool)
         .await
-        .map(drop)
-        .map_err(unavailable)
+        .map_err(unavailable)?;
+        if done.rows_affected() == 1 {
+            return Ok(None);
+        }
+        self.set_status(id, DeviceStatus::Online, at, None).await
+    }
+
+    async fn set_status(
+        &self,
+        id: DeviceId,
+        status: DeviceStatus,
+        at: Timestamp,
+        applied: Option<u64>,
+    ) -> Result<Option<StatusChange>, RepoError> {
+        let online = status == DeviceStatus::Online;
+        let applied = applied.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // Under READ COMMITTED a concurrent writer of the same row waits and re-checks the
+        // `status <>` condition, so exactly one of them sees the change and writes its event.
+        let changed = sqlx::query(
+            "UPDATE devices SET status = $2, \
+             last_seen_at_ms = CASE WHEN $3 THEN GREATEST(COALESCE(last_seen_at_ms, 0), $4) ELSE last_seen_at_ms END, \
+             applied_config_version = COALESCE($5, applied_config_version) \
+             WHERE id = $1::uuid AND status <> $2",
+        )
+        .bind(id.to_string())
+        .bind(status_str(status))
+        .bind(online)
+        .bind(at.as_millis())
+        .bind(applied)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?
+        .rows_affected()
+            == 1;
+        let change = if changed {
+            let change = StatusChange { device_id: id, status, at };
+            insert_events(&mut tx, &[NewEvent::status(&change)]).await?;
+            Some(change)
+        } else {
+            sqlx::query(
+                "UPDATE devices SET \
+                 last_seen_at_ms = CASE WHEN $2 THEN GREATEST(COALESCE(last_seen_at_ms, 0), $3) ELSE last_seen_at_ms END, \
+                 applied_config_version = COALESCE($4, applied_config_version) WHERE id = $1::uuid",
+            )
+            .bind(id.to_string())
+            .bind(online)
+            .bind(at.as_millis())
+            .bind(applied)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            None
+        };
+        tx.commit().await.map_err(unavailable)?;
+        Ok(change)
+    }
+
+    async fn sweep_offline(
+        &self,
+        seen_before: Timestamp,
+        at: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<StatusChange>, RepoError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // SKIP LOCKED: a device being marked seen right now is left for the next sweep.
+        let ids: Vec<String> = sqlx::query_scalar(
+            "UPDATE devices SET status = 'offline' WHERE id IN (\
+               SELECT id FROM devices WHERE status = 'online' AND last_seen_at_ms < $1 \
+               ORDER BY last_seen_at_ms LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             AND status = 'online' AND last_seen_at_ms < $1 RETURNING id::text",
+        )
+        .bind(seen_before.as_millis())
+        .bind(i64_of(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let changes = ids
+            .iter()
+            .map(|id| {
+                Ok(StatusChange { device_id: parse_id(id)?, status: DeviceStatus::Offline, at })
+            })
+            .collect::<Result<Vec<_>, RepoError>>()?;
+        let events: Vec<NewEvent> = changes.iter().map(NewEvent::status).collect();
+        insert_events(&mut tx, &events).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(changes)
+    }
+
+    async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEvent>, RepoError> {
+        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+            "SELECT id, routing_key, message_id, body FROM device_outbox ORDER BY id LIMIT $1",
+        )
+        .bind(i64_of(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, routing_key, message_id, body)| OutboxEvent {
+                id,
+                routing_key,
+                message_id,
+                body,
+            })
+            .collect())
+    }
+
+    async fn outbox_delete(&self, ids: &[i64]) -> Result<(), RepoError> {
+        sqlx::query("DELETE FROM device_outbox WHERE id = ANY($1)")
+            .bind(ids)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(unavailable)
     }
 
     async fn ping(&self) -> Result<(), RepoError> {

@@ -1,12 +1,13 @@
 //! The registry in SQLite for the embedded shape. Tags are a JSON array queried with `json_each`.
 
 use async_trait::async_trait;
-use edgewatch_protocol::{DeviceId, DeviceRecord, Timestamp};
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use edgewatch_protocol::{DeviceId, DeviceRecord, DeviceStatus, RoutingKey, Timestamp};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
 use super::{
-    COLUMNS, DeviceRepository, ListQuery, RepoError, Row, StoredConfig, StoredDevice, json,
-    like_pattern, status_str, stored_config, unavailable,
+    COLUMNS, DeviceRepository, ListQuery, NewEvent, OutboxEvent, RepoError, Row, StatusChange,
+    StoredConfig, StoredDevice, i64_of, json, like_pattern, parse_id, status_str, stored_config,
+    unavailable,
 };
 
 pub struct SqliteDevices {
@@ -15,6 +16,24 @@ pub struct SqliteDevices {
 
 fn select() -> String {
     format!("SELECT id, owner_id, {COLUMNS} FROM devices")
+}
+
+/// Writes outbox rows on the caller's transaction.
+async fn insert_events(conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<(), RepoError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let now = Timestamp::now().as_millis();
+    let mut sql = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO device_outbox (routing_key, message_id, body, created_at_ms) ",
+    );
+    sql.push_values(events, |mut row, event| {
+        row.push_bind(event.routing_key.clone())
+            .push_bind(event.message_id.clone())
+            .push_bind(event.body.clone())
+            .push_bind(now);
+    });
+    sql.build().execute(conn).await.map(drop).map_err(unavailable)
 }
 
 impl SqliteDevices {
@@ -35,6 +54,7 @@ impl DeviceRepository for SqliteDevices {
         enrollment_hash: &str,
         expires: Timestamp,
     ) -> Result<(), RepoError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
         sqlx::query(
             "INSERT INTO devices (id, owner_id, name, kind, tags, location, metadata, status, config_version, \
              created_at_ms, updated_at_ms, enrollment_hash, enrollment_expires_at_ms) \
@@ -53,10 +73,11 @@ impl DeviceRepository for SqliteDevices {
         .bind(r.updated_at.as_millis())
         .bind(enrollment_hash)
         .bind(expires.as_millis())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map(drop)
-        .map_err(unavailable)
+        .map_err(unavailable)?;
+        insert_events(&mut tx, &[NewEvent::device(RoutingKey::DeviceCreated, r)]).await?;
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn get(&self, id: DeviceId) -> Result<Option<StoredDevice>, RepoError> {
@@ -101,10 +122,12 @@ impl DeviceRepository for SqliteDevices {
         rows.iter().map(|r| Ok(Row::read(r)?.into_stored()?.record)).collect()
     }
 
-    async fn update(&self, r: &DeviceRecord) -> Result<bool, RepoError> {
-        let done = sqlx::query(
-            "UPDATE devices SET name = ?, kind = ?, tags = ?, location = ?, metadata = ?, updated_at_ms = ? WHERE id = ?",
-        )
+    async fn update(&self, r: &DeviceRecord) -> Result<Option<DeviceRecord>, RepoError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE devices SET name = ?, kind = ?, tags = ?, location = ?, metadata = ?, updated_at_ms = ? \
+             WHERE id = ? RETURNING id, owner_id, {COLUMNS}"
+        )))
         .bind(&r.name)
         .bind(&r.kind)
         .bind(json(&r.tags))
@@ -112,19 +135,30 @@ impl DeviceRepository for SqliteDevices {
         .bind(json(&r.metadata))
         .bind(r.updated_at.as_millis())
         .bind(r.id.to_string())
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(unavailable)?;
-        Ok(done.rows_affected() == 1)
+        let Some(row) = row else { return Ok(None) };
+        let stored = Row::read(&row)?.into_stored()?.record;
+        insert_events(&mut tx, &[NewEvent::device(RoutingKey::DeviceUpdated, &stored)]).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(stored))
     }
 
     async fn delete(&self, id: DeviceId) -> Result<bool, RepoError> {
-        let done = sqlx::query("DELETE FROM devices WHERE id = ?")
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(done.rows_affected() == 1)
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM devices WHERE id = ? RETURNING id, owner_id, {COLUMNS}"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let Some(row) = row else { return Ok(false) };
+        let gone = Row::read(&row)?.into_stored()?.record;
+        insert_events(&mut tx, &[NewEvent::device(RoutingKey::DeviceDeleted, &gone)]).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
     }
 
     async fn enroll(
@@ -143,7 +177,7 @@ impl DeviceRepository for SqliteDevices {
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
-        id.map(|id| DeviceId::parse(&id).map_err(|e| RepoError::Corrupt(e.to_string()))).transpose()
+        id.as_deref().map(parse_id).transpose()
     }
 
     async fn set_secret(&self, id: DeviceId, secret_hash: &str) -> Result<bool, RepoError> {
@@ -176,26 +210,147 @@ impl DeviceRepository for SqliteDevices {
     }
 
     async fn config(&self, id: DeviceId) -> Result<Option<StoredConfig>, RepoError> {
-        let row: Option<(i64, String, Option<i64>)> = sqlx::query_as(
-            "SELECT config_version, config, config_updated_at_ms FROM devices WHERE id = ?",
+        let row: Option<(i64, String, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT config_version, config, config_updated_at_ms, applied_config_version \
+             FROM devices WHERE id = ?",
         )
         .bind(id.to_string())
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
-        row.map(|(v, c, at)| stored_config(v, &c, at)).transpose()
+        row.map(|(v, c, at, applied)| stored_config(v, &c, at, applied)).transpose()
     }
 
-    async fn mark_seen(&self, id: DeviceId, at: Timestamp) -> Result<(), RepoError> {
-        sqlx::query(
-            "UPDATE devices SET status = 'online', last_seen_at_ms = max(coalesce(last_seen_at_ms, 0), ?) WHERE id = ?",
+    async fn mark_seen(
+        &self,
+        id: DeviceId,
+        at: Timestamp,
+    ) -> Result<Option<StatusChange>, RepoError> {
+        let done = sqlx::query(
+            "UPDATE devices SET last_seen_at_ms = max(coalesce(last_seen_at_ms, 0), ?) \
+             WHERE id = ? AND status = 'online'",
         )
         .bind(at.as_millis())
         .bind(id.to_string())
         .execute(&self.pool)
         .await
-        .map(drop)
-        .map_err(unavailable)
+        .map_err(unavailable)?;
+        if done.rows_affected() == 1 {
+            return Ok(None);
+        }
+        self.set_status(id, DeviceStatus::Online, at, None).await
+    }
+
+    async fn set_status(
+        &self,
+        id: DeviceId,
+        status: DeviceStatus,
+        at: Timestamp,
+        applied: Option<u64>,
+    ) -> Result<Option<StatusChange>, RepoError> {
+        let online = status == DeviceStatus::Online;
+        let applied = applied.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+        // The first statement writes, so the transaction holds SQLite's write lock from the
+        // start and the check-and-set cannot interleave with another writer.
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let changed = sqlx::query(
+            "UPDATE devices SET status = ?1, \
+             last_seen_at_ms = CASE WHEN ?2 THEN max(coalesce(last_seen_at_ms, 0), ?3) ELSE last_seen_at_ms END, \
+             applied_config_version = coalesce(?4, applied_config_version) \
+             WHERE id = ?5 AND status <> ?1",
+        )
+        .bind(status_str(status))
+        .bind(online)
+        .bind(at.as_millis())
+        .bind(applied)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?
+        .rows_affected()
+            == 1;
+        let change = if changed {
+            let change = StatusChange { device_id: id, status, at };
+            insert_events(&mut tx, &[NewEvent::status(&change)]).await?;
+            Some(change)
+        } else {
+            sqlx::query(
+                "UPDATE devices SET \
+                 last_seen_at_ms = CASE WHEN ?1 THEN max(coalesce(last_seen_at_ms, 0), ?2) ELSE last_seen_at_ms END, \
+                 applied_config_version = coalesce(?3, applied_config_version) WHERE id = ?4",
+            )
+            .bind(online)
+            .bind(at.as_millis())
+            .bind(applied)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            None
+        };
+        tx.commit().await.map_err(unavailable)?;
+        Ok(change)
+    }
+
+    async fn sweep_offline(
+        &self,
+        seen_before: Timestamp,
+        at: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<StatusChange>, RepoError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "UPDATE devices SET status = 'offline' WHERE id IN (\
+               SELECT id FROM devices WHERE status = 'online' AND last_seen_at_ms < ?1 \
+               ORDER BY last_seen_at_ms LIMIT ?2) RETURNING id",
+        )
+        .bind(seen_before.as_millis())
+        .bind(i64_of(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let changes = ids
+            .iter()
+            .map(|id| {
+                Ok(StatusChange { device_id: parse_id(id)?, status: DeviceStatus::Offline, at })
+            })
+            .collect::<Result<Vec<_>, RepoError>>()?;
+        let events: Vec<NewEvent> = changes.iter().map(NewEvent::status).collect();
+        insert_events(&mut tx, &events).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(changes)
+    }
+
+    async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEvent>, RepoError> {
+        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+            "SELECT id, routing_key, message_id, body FROM device_outbox ORDER BY id LIMIT ?",
+        )
+        .bind(i64_of(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, routing_key, message_id, body)| OutboxEvent {
+                id,
+                routing_key,
+                message_id,
+                body,
+            })
+            .collect())
+    }
+
+    async fn outbox_delete(&self, ids: &[i64]) -> Result<(), RepoError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut sql = QueryBuilder::<Sqlite>::new("DELETE FROM device_outbox WHERE id IN (");
+        let mut list = sql.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        sql.push(")");
+        sql.build().execute(&self.pool).await.map(drop).map_err(unavailable)
     }
 
     async fn ping(&self) -> Result<(), RepoError> {

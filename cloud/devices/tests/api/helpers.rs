@@ -1,12 +1,12 @@
 use std::sync::Arc;
 
 use edgewatch_common::{
-    bus::{Bus, Subscription, Topology, amqp::AmqpBus},
+    bus::{Bus, Subscription, amqp::AmqpBus},
     shutdown::Shutdown,
     testkit::{serve_on_loopback, services},
 };
-use edgewatch_devices::DevicesConfig;
-use edgewatch_protocol::MONITORING_QUEUE;
+use edgewatch_devices::{Devices, DevicesConfig};
+use edgewatch_protocol::{DEVICE_EVENTS_QUEUE, MONITORING_QUEUE};
 use edgewatch_signing::SigningConfig;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
@@ -25,6 +25,12 @@ pub struct TestApp {
     pub client: Client,
     /// A consumer of the monitoring queue, as monitoring would be.
     pub telemetry: Subscription,
+    /// A consumer of the device-events queue (`device.*`), as monitoring would be.
+    pub events: Subscription,
+    /// The service core, for calls a test makes directly.
+    pub core: Devices,
+    /// The devices configuration it runs with (to start it again on the same database).
+    pub config: DevicesConfig,
     /// The RabbitMQ vhost URL in the distributed shape.
     pub amqp_url: Option<String>,
     shutdown: Shutdown,
@@ -58,29 +64,43 @@ pub async fn spawn_app_with(shape: Shape, adjust: impl FnOnce(&mut DevicesConfig
         service_token: SERVICE_TOKEN.into(),
         public_http_base_url: "http://edge.example:8080".into(),
         mqtt_url: Some(services::require("EDGEWATCH_TEST_MQTT_URL")),
+        // Tests share the broker: a group and a session of their own each.
+        mqtt_share_group: format!("test-{}", edgewatch_protocol::DeviceId::new()),
+        mqtt_client_id: Some(format!("test-bridge-{}", edgewatch_protocol::DeviceId::new())),
         ..DevicesConfig::default()
     };
-    let mut amqp_url = None;
     match shape {
         Shape::Embedded => config.database_url = services::sqlite_url("devices.db"),
         Shape::Distributed => {
             config.database_url = services::postgres_database().await;
-            let url = services::amqp_vhost().await;
-            config.bus_url = url.clone();
+            config.bus_url = services::amqp_vhost().await;
             config.cache_url = services::require("EDGEWATCH_TEST_REDIS_URL");
             config.cache_namespace = format!("test:{}:", edgewatch_protocol::DeviceId::new());
-            amqp_url = Some(url);
         }
     }
     adjust(&mut config);
+    let amqp_url = config.bus_url.starts_with("amqp").then(|| config.bus_url.clone());
     let (router, core) = edgewatch_devices::build(&config, &shutdown).await.expect("devices");
     let bus: Arc<dyn Bus> = match &amqp_url {
-        Some(url) => Arc::new(AmqpBus::connect(url, Topology::standard()).await.unwrap()),
+        Some(url) => Arc::new(
+            AmqpBus::connect(url, edgewatch_common::bus::Topology::standard()).await.unwrap(),
+        ),
         None => core.bus(),
     };
     let telemetry = bus.subscribe(MONITORING_QUEUE, 50).await.unwrap();
+    let events = bus.subscribe(DEVICE_EVENTS_QUEUE, 50).await.unwrap();
     let devices = serve_on_loopback(router, &shutdown).await;
-    TestApp { devices, signing, client: Client::new(), telemetry, amqp_url, shutdown }
+    TestApp {
+        devices,
+        signing,
+        client: Client::new(),
+        telemetry,
+        events,
+        core,
+        config,
+        amqp_url,
+        shutdown,
+    }
 }
 
 impl TestApp {
@@ -161,4 +181,104 @@ pub async fn error_code(response: Response, status: StatusCode) -> String {
     assert_eq!(response.status(), status);
     let body: Value = response.json().await.expect("JSON error body");
     body["error"]["code"].as_str().expect("an error code").to_owned()
+}
+
+impl TestApp {
+    /// Stops the service (and its background tasks) as a shutdown signal would.
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Creates and enrolls a device for `owner`; returns (device id, device secret).
+    pub async fn enrolled_device(&self, owner: &str, name: &str) -> (String, String) {
+        let (device, token) = self.device(owner, json!({ "name": name })).await;
+        let enrolled: Value = self.enroll(&token).await.json().await.unwrap();
+        let id = device["id"].as_str().unwrap().to_owned();
+        assert_eq!(enrolled["device_id"], json!(id));
+        (id, enrolled["device_secret"].as_str().unwrap().to_owned())
+    }
+
+    /// The RabbitMQ vhost's name and the admin API (base, user, password).
+    fn vhost_admin(&self) -> (String, String, String, String) {
+        let vhost = self.amqp_url.as_deref().expect("the distributed shape").rsplit('/').next();
+        let admin = services::require("EDGEWATCH_TEST_AMQP_ADMIN_URL");
+        let (scheme, rest) = admin.split_once("://").unwrap();
+        let (credentials, host) = rest.split_once('@').unwrap();
+        let (user, password) = credentials.split_once(':').unwrap();
+        (
+            vhost.unwrap().to_owned(),
+            format!("{scheme}://{host}"),
+            user.to_owned(),
+            password.to_owned(),
+        )
+    }
+
+    /// Takes the bus away: deletes the app's vhost, which closes every connection to it.
+    pub async fn bus_outage(&self) {
+        let (vhost, base, user, password) = self.vhost_admin();
+        let deleted = Client::new()
+            .delete(format!("{base}/api/vhosts/{vhost}"))
+            .basic_auth(&user, Some(&password))
+            .send()
+            .await
+            .unwrap();
+        assert!(deleted.status().is_success(), "deleting vhost: {}", deleted.status());
+    }
+
+    /// Brings the bus back: the vhost again (empty), with rights for the test user.
+    pub async fn bus_back(&self) {
+        let (vhost, base, user, password) = self.vhost_admin();
+        let client = Client::new();
+        let created = client
+            .put(format!("{base}/api/vhosts/{vhost}"))
+            .basic_auth(&user, Some(&password))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert!(created.status().is_success(), "creating vhost: {}", created.status());
+        let granted = client
+            .put(format!("{base}/api/permissions/{vhost}/{user}"))
+            .basic_auth(&user, Some(&password))
+            .json(&json!({"configure": ".*", "write": ".*", "read": ".*"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(granted.status().is_success(), "granting: {}", granted.status());
+    }
+
+    /// A device's status as the API shows it.
+    pub async fn status_of(&self, owner: &str, id: &str) -> String {
+        let device: Value = self
+            .call(reqwest::Method::GET, &format!("/api/v1/devices/{id}"), owner, None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        device["status"].as_str().unwrap().to_owned()
+    }
+}
+
+/// The next message on `sub` (acked), as (routing key, message id, JSON body); fails after
+/// `seconds`.
+pub async fn next_message(sub: &mut Subscription, seconds: u64) -> (String, String, Value) {
+    let delivery = tokio::time::timeout(std::time::Duration::from_secs(seconds), sub.next())
+        .await
+        .unwrap_or_else(|_| panic!("nothing arrived on the bus within {seconds} s"))
+        .expect("the subscription ended");
+    let message = delivery.message.clone();
+    delivery.ack().await.unwrap();
+    let body = serde_json::from_slice(&message.body).unwrap();
+    (message.routing_key, message.message_id.unwrap_or_default(), body)
+}
+
+/// The next `device.*` event for `device_id` (skipping other devices' events).
+pub async fn next_event_for(sub: &mut Subscription, device_id: &str) -> (String, Value) {
+    loop {
+        let (key, _, body) = next_message(sub, 15).await;
+        let about = body.get("device_id").or_else(|| body.get("id")).and_then(Value::as_str);
+        if about == Some(device_id) {
+            return (key, body);
+        }
+    }
 }

@@ -3,5 +3,7 @@
 //! PostgreSQL + RabbitMQ.
 
 mod api;
+mod events;
 mod helpers;
+mod mqtt;
 mod repository;

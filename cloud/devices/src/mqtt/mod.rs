@@ -1,7 +1,10 @@
-//! The service's MQTT client: publishes each device's config retained, QoS 1, on
-//! `edgewatch/v1/devices/{id}/config`, so a device gets its newest config on every (re)connect.
-//! The event loop runs in its own task and reconnects with backoff; the registry stays the source
-//! of truth (`/config/current` serves it to HTTP-only agents and to devices that missed a push).
+//! The service's MQTT clients. [`ConfigPublisher`] publishes each device's config retained,
+//! QoS 1, on `edgewatch/v1/devices/{id}/config`, so a device gets its newest config on every
+//! (re)connect; its event loop runs in its own task and reconnects with backoff; the registry
+//! stays the source of truth (`/config/current` serves it to HTTP-only agents and to devices that
+//! missed a push). [`bridge`] is the ingest side: telemetry and status from the broker.
+
+pub mod bridge;
 
 use std::time::Duration;
 
@@ -15,7 +18,7 @@ pub struct ConfigPublisher {
 }
 
 /// `mqtt://host:port` -> (host, port).
-fn parse(url: &str) -> Result<(String, u16), String> {
+pub(crate) fn parse(url: &str) -> Result<(String, u16), String> {
     let rest =
         url.strip_prefix("mqtt://").ok_or_else(|| format!("`{url}` is not an mqtt:// URL"))?;
     let authority = rest.split('/').next().unwrap_or(rest);
@@ -61,7 +64,7 @@ impl ConfigPublisher {
     }
 }
 
-fn uuid_suffix() -> String {
+pub(crate) fn uuid_suffix() -> String {
     DeviceId::new().to_string().chars().rev().take(8).collect()
 }
 
