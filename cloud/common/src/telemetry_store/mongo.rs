@@ -7,18 +7,21 @@
 //!
 //! - `readings`: `{_id: "<device>:<seq>", d, q, t, m: [{k, v}], j}`, one per reading: the
 //!   exactly-once key (the server refuses a second insert of an `_id`), and what `latest` and
-//!   crash recovery read back. Metric names hold dots, which MongoDB reads as paths, hence `{k, v}`.
-//! - `hours`: `{_id: "<device>|<metric>|<hour_ms>", b, p: {"<seq>": [ts, value]}, s: {"<minute>":
-//!   {c, s, lo, hi}}, src: [signature]}`: the raw points of one metric in one hour and its
-//!   1-minute rollups, in one document so one upsert maintains both.
-//! - `days`: `{_id: "<device>|<metric>|<day_ms>", b, s: {"<hour>": {...}}, src}`: 1-hour rollups;
-//!   a 30-day chart is 30 point reads.
-//! - `catalogue`: `{_id: device, m: {"<metric with - for .>": {f, l}}}`; `latest`: `{_id: device,
+//!   crash recovery read back. Metric names hold dots, which MongoDB reads as paths: as values
+//!   they sit in `{k, v}` pairs, as keys (`<metric>` above) they are written with `-` for `.`.
+//! - `hours`: `{_id: "<device>|<hour_ms>", b, s: {"<metric>": {"<minute>": {c, s, lo, hi}}},
+//!   src: [signature]}`: one device's 1-minute rollups for an hour, every metric in one document
+//!   so that a write costs one upsert per device and hour (FerretDB's price is per statement).
+//! - `days`: the same for a day of 1-hour rollups; a 30-day chart is 30 point reads.
+//! - `chunks`: `{_id: "<device>|<hour_ms>|<signature>", b, v: {"<metric>": [ts, value, seq, ...]}}`:
+//!   the raw points one write added to an hour, inserted (FerretDB's cheap path) and found through
+//!   the hour's `src` list.
+//! - `catalogue`: `{_id: device, m: {"<metric>": {f, l}}}`; `latest`: `{_id: device,
 //!   q}` raised with `$max`, the reading itself read from `readings`.
 //!
 //! Exactly once without transactions: a write first records its reading ids in `journal` (with
 //! a fresh id `j`, also stamped on each reading it inserts), inserts the readings (duplicates are
-//! refused by `_id` and skipped), applies the new readings' points and rollup deltas with `$push`,
+//! refused by `_id` and skipped), inserts their raw-point chunks, applies their rollup deltas with
 //! `$inc`, `$min`, `$max` upserts, and deletes its journal entry. Each bucket update also records
 //! a *signature* of the seqs it carried in the bucket's `src`. A writer that dies half-way leaves
 //! its journal entry; [`MongoStore::repair`] (run periodically) takes entries older than
@@ -84,12 +87,17 @@ fn reading_id(device: &str, seq: Seq) -> String {
     format!("{device}:{}", seq.get())
 }
 
-fn bucket_id(device: &str, metric: &str, start: i64) -> String {
-    format!("{device}|{metric}|{start}")
+fn bucket_id(device: &str, start: i64) -> String {
+    format!("{device}|{start}")
 }
 
-/// Catalogue keys: metric names without dots (names never hold `-`).
-fn catalogue_key(name: &MetricName) -> String {
+fn chunk_id(device: &str, start: i64, signature: i64) -> String {
+    format!("{device}|{start}|{signature}")
+}
+
+/// Metric names as document keys: without dots, which would read as paths (names never hold
+/// `-`).
+fn metric_key(name: &MetricName) -> String {
     name.as_str().replace('.', "-")
 }
 
@@ -108,53 +116,75 @@ fn doc_starts(range: TimeRange, width_ms: i64) -> Vec<i64> {
     (0..).map(|i| first + i * width_ms).take_while(|start| *start < to).collect()
 }
 
-/// One document update of a write: the points or deltas of one metric of one device in one
-/// document (hour or day), with the seqs they came from.
+/// What one write adds to one bucket document (an hour or a day of one device): rollup deltas
+/// per metric and slot, and for hours the raw points, with the seqs they came from.
 #[derive(Default)]
 struct DocDelta {
     start: i64,
     seqs: Vec<u64>,
-    points: Vec<(i64, f64, u64)>,
-    slots: BTreeMap<i64, Bucket>,
+    points: BTreeMap<String, Vec<Bson>>,
+    slots: BTreeMap<(String, i64), Bucket>,
 }
 
 impl DocDelta {
-    fn add(&mut self, slot_width: i64, reading: &Reading, value: f64, keep_points: bool) {
+    fn add(&mut self, slot_width: i64, reading: &Reading, keep_points: bool) {
         let ts = reading.ts.as_millis();
         self.seqs.push(reading.seq.get());
-        if keep_points {
-            self.points.push((ts, value, reading.seq.get()));
-        }
         let slot = (ts - self.start).div_euclid(slot_width);
-        let one = Bucket::of(reading.ts, value);
-        self.slots.entry(slot).and_modify(|b| b.merge(&one)).or_insert(one);
+        for (name, value) in &reading.metrics {
+            let key = metric_key(name);
+            if keep_points {
+                self.points.entry(key.clone()).or_default().extend([
+                    Bson::Int64(ts),
+                    Bson::Double(*value),
+                    Bson::Int64(reading.seq.get() as i64),
+                ]);
+            }
+            let one = Bucket::of(reading.ts, *value);
+            self.slots.entry((key, slot)).and_modify(|b| b.merge(&one)).or_insert(one);
+        }
     }
 
-    fn update(&self, device: &str, metric: &str) -> Document {
+    fn signature(&self) -> i64 {
         let mut seqs = self.seqs.clone();
         seqs.sort_unstable();
         seqs.dedup();
+        signature(&seqs)
+    }
+
+    /// The upsert of the bucket document.
+    fn update(&self, device: &str) -> Document {
         let mut inc = Document::new();
         let mut min = Document::new();
         let mut max = Document::new();
-        for (slot, bucket) in &self.slots {
-            inc.insert(format!("s.{slot}.c"), bucket.count as i64);
-            inc.insert(format!("s.{slot}.s"), bucket.sum);
-            min.insert(format!("s.{slot}.lo"), bucket.min);
-            max.insert(format!("s.{slot}.hi"), bucket.max);
-        }
-        let mut set = doc! {"b": self.start};
-        for (ts, value, seq) in &self.points {
-            set.insert(format!("p.{seq}"), vec![Bson::Int64(*ts), Bson::Double(*value)]);
+        for ((key, slot), bucket) in &self.slots {
+            inc.insert(format!("s.{key}.{slot}.c"), bucket.count as i64);
+            inc.insert(format!("s.{key}.{slot}.s"), bucket.sum);
+            min.insert(format!("s.{key}.{slot}.lo"), bucket.min);
+            max.insert(format!("s.{key}.{slot}.hi"), bucket.max);
         }
         doc! {
-            "q": {"_id": bucket_id(device, metric, self.start)},
+            "q": {"_id": bucket_id(device, self.start)},
             "u": {
-                "$inc": inc, "$min": min, "$max": max, "$push": {"src": signature(&seqs)},
-                "$set": set,
+                "$inc": inc, "$min": min, "$max": max,
+                "$push": {"src": self.signature()},
+                "$set": {"b": self.start},
             },
             "upsert": true,
         }
+    }
+
+    /// The raw points of this update, as one document `{_id: "<bucket>|<signature>", v: {metric:
+    /// [ts, value, seq, ...]}}` that the bucket finds through its `src` list. Inserting is
+    /// FerretDB's cheap path (updates pay per field and per array element), and a repeated
+    /// insert is refused by `_id`, so points are never stored twice.
+    fn chunk(&self, device: &str) -> Option<Document> {
+        if self.points.is_empty() {
+            return None;
+        }
+        let values: Document =
+            self.points.iter().map(|(key, flat)| (key.clone(), Bson::Array(flat.clone()))).collect();
+        Some(doc! {"_id": chunk_id(device, self.start, self.signature()), "b": self.start, "v": values})
     }
 }
 
@@ -254,39 +284,41 @@ impl MongoStore {
         readings: &BTreeMap<String, Vec<&Reading>>,
         recovering: bool,
     ) -> Result<(), StoreError> {
+        let mut chunks = Vec::new();
         let mut hours = Vec::new();
         let mut days = Vec::new();
         let mut catalogue = Vec::new();
         let mut latest = Vec::new();
         for (device, readings) in readings {
-            let mut per_hour: BTreeMap<(&MetricName, i64), DocDelta> = BTreeMap::new();
-            let mut per_day: BTreeMap<(&MetricName, i64), DocDelta> = BTreeMap::new();
+            let mut per_hour: BTreeMap<i64, DocDelta> = BTreeMap::new();
+            let mut per_day: BTreeMap<i64, DocDelta> = BTreeMap::new();
             let mut spans: BTreeMap<&MetricName, (i64, i64)> = BTreeMap::new();
             for reading in readings {
                 let ts = reading.ts.as_millis();
-                for (name, value) in &reading.metrics {
-                    let hour = reading.ts.truncate(HOUR_MS).as_millis();
-                    per_hour
-                        .entry((name, hour))
-                        .or_insert_with(|| DocDelta { start: hour, ..DocDelta::default() })
-                        .add(MINUTE_MS, reading, *value, true);
-                    let day = reading.ts.truncate(DAY_MS).as_millis();
-                    per_day
-                        .entry((name, day))
-                        .or_insert_with(|| DocDelta { start: day, ..DocDelta::default() })
-                        .add(HOUR_MS, reading, *value, false);
+                let hour = reading.ts.truncate(HOUR_MS).as_millis();
+                per_hour
+                    .entry(hour)
+                    .or_insert_with(|| DocDelta { start: hour, ..DocDelta::default() })
+                    .add(MINUTE_MS, reading, true);
+                let day = reading.ts.truncate(DAY_MS).as_millis();
+                per_day
+                    .entry(day)
+                    .or_insert_with(|| DocDelta { start: day, ..DocDelta::default() })
+                    .add(HOUR_MS, reading, false);
+                for name in reading.metrics.keys() {
                     spans
                         .entry(name)
                         .and_modify(|(lo, hi)| (*lo, *hi) = ((*lo).min(ts), (*hi).max(ts)))
                         .or_insert((ts, ts));
                 }
             }
-            hours.extend(per_hour.iter().map(|((name, _), d)| d.update(device, name.as_str())));
-            days.extend(per_day.iter().map(|((name, _), d)| d.update(device, name.as_str())));
+            chunks.extend(per_hour.values().filter_map(|d| d.chunk(device)));
+            hours.extend(per_hour.values().map(|d| d.update(device)));
+            days.extend(per_day.values().map(|d| d.update(device)));
             let mut min = Document::new();
             let mut max = Document::new();
             for (name, (first, last)) in spans {
-                let key = catalogue_key(name);
+                let key = metric_key(name);
                 min.insert(format!("m.{key}.f"), first);
                 max.insert(format!("m.{key}.l"), last);
             }
@@ -303,17 +335,18 @@ impl MongoStore {
             hours = self.not_yet_applied(&self.hours, hours).await?;
             days = self.not_yet_applied(&self.days, days).await?;
         }
-        let t = std::time::Instant::now();
-        let n = (hours.len(), days.len(), catalogue.len());
+        // Chunks first: a bucket never lists a chunk that is not there.
+        if !chunks.is_empty() {
+            match self.db.collection::<Document>("chunks").insert_many(chunks).ordered(false).await {
+                Ok(_) => {}
+                Err(err) if only_duplicates(&err) => {}
+                Err(err) => return Err(unavailable(err)),
+            }
+        }
         self.update("hours", hours).await?;
-        let t1 = t.elapsed();
         self.update("days", days).await?;
-        let t2 = t.elapsed();
         self.update("catalogue", catalogue).await?;
-        let t3 = t.elapsed();
-        self.update("latest", latest).await?;
-        tracing::debug!(?n, ?t1, ?t2, ?t3, total = ?t.elapsed(), "TIMING settle");
-        Ok(())
+        self.update("latest", latest).await
     }
 
     /// Finishes the writes of writers that stopped half-way (journal entries older than the
@@ -376,7 +409,7 @@ impl MongoStore {
         let Some(span) = found
             .as_ref()
             .and_then(|d| d.get_document("m").ok())
-            .and_then(|m| m.get_document(catalogue_key(metric)).ok())
+            .and_then(|m| m.get_document(metric_key(metric)).ok())
         else {
             return Ok(None);
         };
@@ -393,28 +426,33 @@ impl MongoStore {
         Ok(Some(TimeRange::new(timestamp(from)?, timestamp(to)?)?))
     }
 
-    /// Point reads of the documents of `collection` starting at `starts`, in order.
-    async fn bucket_docs(
+    /// Point reads of `ids` in `collection`, in order, with `projection`.
+    async fn point_reads(
         &self,
         collection: &Collection<Document>,
-        device: DeviceId,
-        metric: &MetricName,
-        starts: Vec<i64>,
+        ids: Vec<String>,
+        projection: Document,
     ) -> Result<Vec<Document>, StoreError> {
-        let device = device.to_string();
-        let reads = starts.into_iter().map(|start| {
-            let id = bucket_id(&device, metric.as_str(), start);
+        let reads = ids.into_iter().map(|id| {
+            let projection = projection.clone();
             async move {
-                collection
-                    .find_one(doc! {"_id": id})
-                    .projection(doc! {"src": 0})
-                    .await
-                    .map_err(unavailable)
+                collection.find_one(doc! {"_id": id}).projection(projection).await.map_err(unavailable)
             }
         });
         let found: Vec<Option<Document>> =
             stream::iter(reads).buffered(READ_CONCURRENCY).try_collect().await?;
         Ok(found.into_iter().flatten().collect())
+    }
+}
+
+/// Whether an `insert_many` failed only on `_id`s the collection already had.
+fn only_duplicates(err: &mongodb::error::Error) -> bool {
+    match &*err.kind {
+        ErrorKind::InsertMany(failure) => {
+            failure.write_concern_error.is_none()
+                && failure.write_errors.iter().flatten().all(|e| e.code == DUPLICATE_KEY)
+        }
+        _ => false,
     }
 }
 
@@ -474,10 +512,13 @@ fn integer(doc: &Document, key: &str) -> Result<i64, StoreError> {
     }
 }
 
-/// The rollup slots of a bucket document, as buckets of `slot_ms` from the document's start.
-fn slots(doc: &Document, slot_ms: i64) -> Result<Vec<Bucket>, StoreError> {
+/// The rollup slots of metric `key` in a bucket document, as buckets of `slot_ms` from the
+/// document's start.
+fn slots(doc: &Document, key: &str, slot_ms: i64) -> Result<Vec<Bucket>, StoreError> {
     let start = integer(doc, "b")?;
-    let Ok(slots) = doc.get_document("s") else { return Ok(Vec::new()) };
+    let Some(slots) = doc.get_document("s").ok().and_then(|s| s.get_document(key).ok()) else {
+        return Ok(Vec::new());
+    };
     slots
         .iter()
         .map(|(slot, summary)| {
@@ -493,6 +534,16 @@ fn slots(doc: &Document, slot_ms: i64) -> Result<Vec<Bucket>, StoreError> {
             })
         })
         .collect()
+}
+
+/// Every metric's rollup slots in a bucket document.
+fn all_slots(doc: &Document, slot_ms: i64) -> Result<Vec<(String, Bucket)>, StoreError> {
+    let Ok(metrics) = doc.get_document("s") else { return Ok(Vec::new()) };
+    let mut all = Vec::new();
+    for key in metrics.keys() {
+        all.extend(slots(doc, key, slot_ms)?.into_iter().map(|b| (key.clone(), b)));
+    }
+    Ok(all)
 }
 
 #[async_trait]
@@ -602,26 +653,45 @@ impl TelemetryStore for MongoStore {
             return Ok(Vec::new());
         };
         let (from, to) = (range.from.as_millis(), range.to.as_millis());
+        let (device, key) = (device.to_string(), metric_key(metric));
+        let chunks = self.db.collection::<Document>("chunks");
         let mut points = Vec::new();
         // An hour at a time, in order, so a limited answer reads only what it returns.
         for starts in doc_starts(range, HOUR_MS).chunks(READ_CONCURRENCY) {
-            for doc in self.bucket_docs(&self.hours, device, metric, starts.to_vec()).await? {
-                let mut hour: Vec<(i64, u64, f64)> = Vec::new();
-                let Ok(stored) = doc.get_document("p") else { continue };
-                for (seq, point) in stored {
-                    let seq: u64 = seq.parse().map_err(|_| corrupt(format!("seq {seq}")))?;
-                    let point = point.as_array().ok_or_else(|| corrupt("point"))?;
-                    let (Some(ts), Some(value)) =
-                        (point.first().and_then(Bson::as_i64), point.get(1).and_then(Bson::as_f64))
+            let ids = starts.iter().map(|start| bucket_id(&device, *start)).collect();
+            let hours = self.point_reads(&self.hours, ids, doc! {"src": 1, "b": 1}).await?;
+            for hour in hours {
+                let start = integer(&hour, "b")?;
+                let ids = hour
+                    .get_array("src")
+                    .map(|src| src.iter().filter_map(Bson::as_i64).collect::<Vec<_>>())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|sig| chunk_id(&device, start, sig))
+                    .collect();
+                let stored =
+                    self.point_reads(&chunks, ids, doc! {format!("v.{key}"): 1}).await?;
+                let mut found: Vec<(i64, u64, f64)> = Vec::new();
+                for chunk in &stored {
+                    let Some(flat) = chunk.get_document("v").ok().and_then(|v| v.get_array(&key).ok())
                     else {
-                        return Err(corrupt("point"));
+                        continue;
                     };
-                    if (from..to).contains(&ts) {
-                        hour.push((ts, seq, value));
+                    for point in flat.chunks(3) {
+                        let (Some(ts), Some(value), Some(seq)) = (
+                            point.first().and_then(Bson::as_i64),
+                            point.get(1).and_then(Bson::as_f64),
+                            point.get(2).and_then(Bson::as_i64),
+                        ) else {
+                            return Err(corrupt("point"));
+                        };
+                        if (from..to).contains(&ts) {
+                            found.push((ts, seq as u64, value));
+                        }
                     }
                 }
-                hour.sort_by_key(|(ts, seq, _)| (*ts, *seq));
-                for (ts, _, value) in hour {
+                found.sort_by_key(|(ts, seq, _)| (*ts, *seq));
+                for (ts, _, value) in found {
                     if points.len() == limit {
                         return Ok(points);
                     }
@@ -646,11 +716,14 @@ impl TelemetryStore for MongoStore {
         };
         let (name, width) = tier_docs(tier);
         let collection = self.db.collection::<Document>(name);
-        let docs = self.bucket_docs(&collection, device, metric, doc_starts(range, width)).await?;
+        let (device, key) = (device.to_string(), metric_key(metric));
+        let ids = doc_starts(range, width).into_iter().map(|s| bucket_id(&device, s)).collect();
+        let projection = doc! {"b": 1, format!("s.{key}"): 1};
+        let docs = self.point_reads(&collection, ids, projection).await?;
         let mut buckets = Vec::new();
         for doc in &docs {
             buckets.extend(
-                slots(doc, tier.width_ms())?
+                slots(doc, &key, tier.width_ms())?
                     .into_iter()
                     .filter(|b| b.start >= range.from && b.start < range.to),
             );
@@ -665,11 +738,9 @@ impl TelemetryStore for MongoStore {
             Purge::Raw => {
                 // Points go a whole hour at a time: those of the cutoff's own hour stay until
                 // the hour has passed.
-                self.hours
-                    .update_many(
-                        doc! {"b": {"$lte": cutoff - HOUR_MS}, "p": {"$exists": true}},
-                        doc! {"$unset": {"p": ""}},
-                    )
+                self.db
+                    .collection::<Document>("chunks")
+                    .delete_many(doc! {"b": {"$lte": cutoff - HOUR_MS}})
                     .await
                     .map_err(unavailable)?;
                 let deleted = self
@@ -694,7 +765,7 @@ impl TelemetryStore for MongoStore {
                     .map_err(unavailable)?;
                 let mut deleted = 0;
                 for doc in &old {
-                    deleted += slots(doc, tier.width_ms())?.len() as u64;
+                    deleted += all_slots(doc, tier.width_ms())?.len() as u64;
                 }
                 collection
                     .delete_many(doc! {"b": {"$lte": cutoff - width}})
@@ -711,10 +782,10 @@ impl TelemetryStore for MongoStore {
                     .map_err(unavailable)?;
                 for doc in &straddling {
                     let mut unset = Document::new();
-                    for bucket in slots(doc, tier.width_ms())? {
+                    for (key, bucket) in all_slots(doc, tier.width_ms())? {
                         if bucket.start.as_millis() < cutoff {
                             let slot = (bucket.start.as_millis() - boundary) / tier.width_ms();
-                            unset.insert(format!("s.{slot}"), "");
+                            unset.insert(format!("s.{key}.{slot}"), "");
                         }
                     }
                     if !unset.is_empty() {
