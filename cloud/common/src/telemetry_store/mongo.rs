@@ -182,9 +182,14 @@ impl DocDelta {
         if self.points.is_empty() {
             return None;
         }
-        let values: Document =
-            self.points.iter().map(|(key, flat)| (key.clone(), Bson::Array(flat.clone()))).collect();
-        Some(doc! {"_id": chunk_id(device, self.start, self.signature()), "b": self.start, "v": values})
+        let values: Document = self
+            .points
+            .iter()
+            .map(|(key, flat)| (key.clone(), Bson::Array(flat.clone())))
+            .collect();
+        Some(
+            doc! {"_id": chunk_id(device, self.start, self.signature()), "b": self.start, "v": values},
+        )
     }
 }
 
@@ -337,7 +342,8 @@ impl MongoStore {
         }
         // Chunks first: a bucket never lists a chunk that is not there.
         if !chunks.is_empty() {
-            match self.db.collection::<Document>("chunks").insert_many(chunks).ordered(false).await {
+            match self.db.collection::<Document>("chunks").insert_many(chunks).ordered(false).await
+            {
                 Ok(_) => {}
                 Err(err) if only_duplicates(&err) => {}
                 Err(err) => return Err(unavailable(err)),
@@ -436,7 +442,11 @@ impl MongoStore {
         let reads = ids.into_iter().map(|id| {
             let projection = projection.clone();
             async move {
-                collection.find_one(doc! {"_id": id}).projection(projection).await.map_err(unavailable)
+                collection
+                    .find_one(doc! {"_id": id})
+                    .projection(projection)
+                    .await
+                    .map_err(unavailable)
             }
         });
         let found: Vec<Option<Document>> =
@@ -575,9 +585,7 @@ impl TelemetryStore for MongoStore {
             .insert_one(doc! {"_id": journal_id.as_str(), "ids": ids, "w": now_ms()})
             .await
             .map_err(unavailable)?;
-        let t = std::time::Instant::now();
         let refused = self.insert(docs).await?;
-        tracing::debug!(insert = ?t.elapsed(), "TIMING insert");
 
         let mut fresh: BTreeMap<String, Vec<&Reading>> = BTreeMap::new();
         let mut taken = HashSet::new();
@@ -669,11 +677,11 @@ impl TelemetryStore for MongoStore {
                     .into_iter()
                     .map(|sig| chunk_id(&device, start, sig))
                     .collect();
-                let stored =
-                    self.point_reads(&chunks, ids, doc! {format!("v.{key}"): 1}).await?;
+                let stored = self.point_reads(&chunks, ids, doc! {format!("v.{key}"): 1}).await?;
                 let mut found: Vec<(i64, u64, f64)> = Vec::new();
                 for chunk in &stored {
-                    let Some(flat) = chunk.get_document("v").ok().and_then(|v| v.get_array(&key).ok())
+                    let Some(flat) =
+                        chunk.get_document("v").ok().and_then(|v| v.get_array(&key).ok())
                     else {
                         continue;
                     };

@@ -21,3 +21,29 @@ pub async fn serve_on_loopback(
     tokio::spawn(crate::http::serve(listener, router, shutdown.clone()));
     base
 }
+
+/// Registers `email` with the signing service at `signing` and signs in; returns the access
+/// token. The first account of a fresh signing service is its admin.
+///
+/// # Panics
+/// When registration or sign-in fails.
+pub async fn sign_up(client: &reqwest::Client, signing: &str, email: &str) -> String {
+    let body = serde_json::json!({"email": email, "password": "correct horse battery"});
+    let created = client
+        .post(format!("{signing}/api/v1/auth/register"))
+        .json(&body)
+        .send()
+        .await
+        .expect("signing answers");
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED, "register {email}");
+    let tokens: serde_json::Value = client
+        .post(format!("{signing}/api/v1/auth/login"))
+        .json(&body)
+        .send()
+        .await
+        .expect("signing answers")
+        .json()
+        .await
+        .expect("login answer");
+    tokens["access_token"].as_str().expect("an access token").to_owned()
+}

@@ -110,26 +110,7 @@ impl TestApp {
 
     /// Registers and signs in a user; returns their access token.
     pub async fn user(&self, email: &str) -> String {
-        let body = json!({"email": email, "password": "correct horse battery"});
-        let created = self
-            .client
-            .post(format!("{}/api/v1/auth/register", self.signing))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(created.status(), StatusCode::CREATED);
-        let tokens: Value = self
-            .client
-            .post(format!("{}/api/v1/auth/login", self.signing))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        tokens["access_token"].as_str().unwrap().to_owned()
+        edgewatch_common::testkit::sign_up(&self.client, &self.signing, email).await
     }
 
     pub async fn call(

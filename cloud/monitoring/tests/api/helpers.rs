@@ -43,11 +43,11 @@ pub struct Device {
 }
 
 pub async fn spawn_app(shape: Shape) -> TestApp {
-    spawn_app_with(shape, None).await
+    spawn_app_with(shape, |_| {}).await
 }
 
-/// `spawn_app` with the telemetry store at `store_url` instead of a fresh one.
-pub async fn spawn_app_with(shape: Shape, store_url: Option<String>) -> TestApp {
+/// `spawn_app` with a last word on the monitoring configuration.
+pub async fn spawn_app_with(shape: Shape, adjust: impl FnOnce(&mut MonitoringConfig)) -> TestApp {
     let shutdown = Shutdown::new();
     let signing_config = SigningConfig {
         keys_dir: std::env::temp_dir()
@@ -88,9 +88,7 @@ pub async fn spawn_app_with(shape: Shape, store_url: Option<String>) -> TestApp 
                 format!("test-live-{}", edgewatch_protocol::DeviceId::new());
         }
     }
-    if let Some(url) = store_url {
-        monitoring_config.store_url = url;
-    }
+    adjust(&mut monitoring_config);
     let (router, core) =
         edgewatch_devices::build(&devices_config, &shutdown).await.expect("devices");
     let devices = serve_on_loopback(router, &shutdown).await;
@@ -144,26 +142,7 @@ impl TestApp {
 
     /// Registers and signs in a user; returns their access token.
     pub async fn user(&self, email: &str) -> String {
-        let body = json!({"email": email, "password": "correct horse battery"});
-        let created = self
-            .client
-            .post(format!("{}/api/v1/auth/register", self.signing))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(created.status(), StatusCode::CREATED);
-        let tokens: Value = self
-            .client
-            .post(format!("{}/api/v1/auth/login", self.signing))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        tokens["access_token"].as_str().unwrap().to_owned()
+        edgewatch_common::testkit::sign_up(&self.client, &self.signing, email).await
     }
 
     /// Creates and enrolls a device for the holder of `token`.

@@ -206,7 +206,7 @@ async fn store_outage_holds_messages_until_the_store_returns() {
 
     let mut ferretdb = services::private_ferretdb().await;
     let store_url = format!("{}/outage", ferretdb.url());
-    let app = crate::helpers::spawn_app_with(Shape::Distributed, Some(store_url)).await;
+    let app = crate::helpers::spawn_app_with(Shape::Distributed, |c| c.store_url = store_url).await;
     let alice = app.user("judy@example.com").await;
     let device = app.device(&alice, "cellar").await;
     let reading = |seq: u64| json!([{"seq": seq, "ts": format!("2026-11-26T10:00:{seq:02}Z"), "metrics": {"x": 1}}]);
@@ -252,4 +252,28 @@ async fn store_outage_holds_messages_until_the_store_returns() {
         .unwrap();
     assert_eq!(raw["points"].as_array().unwrap().len(), 4);
     assert_eq!(app.client.get(&ready).send().await.unwrap().status(), StatusCode::OK);
+}
+
+/// The embedded shape serves the dashboard's files next to the API.
+#[tokio::test]
+async fn static_files_are_served_when_configured() {
+    let dir = std::env::temp_dir()
+        .join(format!("edgewatch-static-{}", edgewatch_protocol::DeviceId::new()));
+    std::fs::create_dir_all(dir.join("assets")).unwrap();
+    std::fs::write(dir.join("index.html"), "<title>edgewatch</title>").unwrap();
+    std::fs::write(dir.join("assets/app.js"), "console.log(1)").unwrap();
+    let static_dir = dir.clone();
+    let app =
+        crate::helpers::spawn_app_with(Shape::Embedded, |c| c.static_dir = Some(static_dir)).await;
+    let page = app.client.get(format!("{}/", app.monitoring)).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.text().await.unwrap(), "<title>edgewatch</title>");
+    let script = app.client.get(format!("{}/assets/app.js", app.monitoring)).send().await.unwrap();
+    assert_eq!(script.status(), StatusCode::OK);
+    assert!(script.headers()["content-type"].to_str().unwrap().contains("javascript"));
+    // The API still answers beside them.
+    assert_eq!(
+        app.client.get(format!("{}/healthz", app.monitoring)).send().await.unwrap().status(),
+        StatusCode::OK
+    );
 }
