@@ -41,8 +41,14 @@ done
 
 start_services() { eval "$("$ROOT/scripts/services.sh" start)"; }
 phase services start_services
-# The real Socket.IO client the monitoring tests drive.
-phase npm npm ci --no-audit --no-fund --prefix "$ROOT/cloud/monitoring/tests/live-client"
+# The real Socket.IO client the monitoring tests drive. Node trusts the system's CA store (as
+# curl and cargo do), so a registry behind a site certificate works without extra settings.
+install_live_client() {
+  command -v npm >/dev/null || { echo "error: npm is missing (apt-get install nodejs npm)" >&2; return 1; }
+  NODE_OPTIONS="--use-openssl-ca ${NODE_OPTIONS:-}" \
+    npm ci --no-audit --no-fund --prefix "$ROOT/cloud/monitoring/tests/live-client"
+}
+phase npm install_live_client
 phase fmt cargo fmt --all --check
 phase clippy cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 phase build cargo test --workspace --locked --no-run
