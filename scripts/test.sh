@@ -39,7 +39,12 @@ for tool in cargo cargo-clippy rustfmt; do
   command -v "$tool" >/dev/null || { echo "error: $tool is missing (rustup component add clippy rustfmt)" >&2; exit 1; }
 done
 
-start_services() { eval "$("$ROOT/scripts/services.sh" start)"; }
+start_services() {
+  # A failing command substitution inside `eval` would not stop the run: check it first.
+  local exports
+  exports=$("$ROOT/scripts/services.sh" start) || { echo "error: the test services did not start (see above)" >&2; return 1; }
+  eval "$exports"
+}
 phase services start_services
 # The real Socket.IO client the monitoring tests drive. Node trusts the system's CA store (as
 # curl and cargo do), so a registry behind a site certificate works without extra settings.

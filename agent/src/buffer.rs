@@ -199,7 +199,10 @@ impl Buffer {
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: take the write lock at BEGIN, where the busy timeout applies, instead of
+        // upgrading a read lock later, which SQLite refuses at once while another process (the
+        // running agent, when `status` opens the file) writes.
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS readings (
