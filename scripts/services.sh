@@ -57,6 +57,8 @@ install_packages() {
   command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
   command -v curl >/dev/null || missing+=(curl)
+  # Node for the Socket.IO client the monitoring tests drive (Debian's npm brings nodejs).
+  command -v npm >/dev/null || missing+=(npm)
   if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" = 0 ] || die "missing packages: ${missing[*]} (run as root, or apt-get install them)"
     log "installing ${missing[*]} (apt-get)"
