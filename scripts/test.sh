@@ -6,8 +6,10 @@
 #   4. fuzz the protocol parsers briefly (scripts/fuzz.sh; EDGEWATCH_FUZZ_SECONDS, default 15).
 # Prints the time each phase took.
 set -euo pipefail
-# Tool locations of a fresh machine (rustup, the Go tarball), in case the caller's PATH lacks them.
-export PATH="$PATH:$HOME/.cargo/bin:/usr/local/go/bin"
+# rustup's toolchain first: a distribution rustc (Debian's rustc-web, which packaging/build-arm.sh
+# installs for cross builds) lacks the sanitizer runtimes the fuzz phase links. The Go tarball's
+# location too, in case the caller's PATH lacks it.
+export PATH="$HOME/.cargo/bin:$PATH:/usr/local/go/bin"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
