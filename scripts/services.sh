@@ -238,6 +238,10 @@ case "${1:-start}" in
     chmod 755 "$DIR"
     install_packages
     install_ferretdb
+    # Servers inherit this directory as their working directory; the caller's (a CI clone) may
+    # be deleted while they keep running, and an Erlang node whose cwd is gone cannot even
+    # answer `rabbitmqctl status`.
+    cd "$DIR"
     start_postgres
     start_redis
     start_rabbit rabbitmq $AMQP_PORT
