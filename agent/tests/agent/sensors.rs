@@ -72,7 +72,7 @@ async fn sensor_messages_become_readings() {
         let topic = format!("sensors/{sensor}/{metric}");
         client.publish(topic, QoS::AtLeastOnce, false, payload).await.unwrap();
     }
-    eventually(Duration::from_secs(10), "three sensor readings", || {
+    eventually(Duration::from_secs(30), "three sensor readings", || {
         sensor_readings(&dir, &prefix)
             .iter()
             .filter(|r| !r.metrics.keys().any(|k| k.as_str().ends_with(".probe")))
