@@ -1,6 +1,7 @@
-//! `edgewatch`: the umbrella command. Today it checks telemetry against the wire contract and
-//! evaluates forecasts; the one-command embedded stack (`edgewatch up`) and the per-service
-//! subcommands join it as their crates land.
+//! `edgewatch`: the umbrella command. `edgewatch up` runs the whole system in one process; the
+//! other subcommands check telemetry against the wire contract and evaluate forecasts.
+
+mod up;
 
 use std::{io::Read, path::PathBuf, process::ExitCode};
 
@@ -16,6 +17,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole system in one process: API, dashboard and MQTT broker on embedded storage,
+    /// an agent for this host and a few simulated devices. Prints the URL and, on first start,
+    /// the administrator's password.
+    Up(up::UpArgs),
     /// Work with the wire contract (API.md "Readings and batches").
     #[command(subcommand)]
     Protocol(ProtocolCommand),
@@ -52,9 +57,27 @@ enum ProtocolCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Up(args) => run_up(&args),
         Command::Protocol(ProtocolCommand::Validate { file }) => validate(&file),
         Command::Forecast(ForecastCommand::Eval { data, test_days }) => {
             forecast_eval(&data, test_days)
+        }
+    }
+}
+
+fn run_up(args: &up::UpArgs) -> ExitCode {
+    let result = up::UpArgs::load(args).map_err(up::UpError::from).and_then(|config| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|cause| up::UpError::Listen { addr: config.http_listen, cause })?;
+        runtime.block_on(up::run(config))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("edgewatch up: {err}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -54,11 +54,20 @@ pub async fn build(
     config: &DevicesConfig,
     shutdown: &Shutdown,
 ) -> Result<(Router, Devices), StartError> {
+    let bus = bus::connect(&config.bus_url, Topology::standard()).await?;
+    build_with(config, shutdown, bus).await
+}
+
+/// [`build`] with the bus given (the embedded shape shares one in-process bus with monitoring).
+pub async fn build_with(
+    config: &DevicesConfig,
+    shutdown: &Shutdown,
+    bus: Arc<dyn bus::Bus>,
+) -> Result<(Router, Devices), StartError> {
     if config.service_token.trim().is_empty() {
         return Err(StartError::NoServiceToken);
     }
     let repo = repository::connect(&config.database_url).await?;
-    let bus = bus::connect(&config.bus_url, Topology::standard()).await?;
     let endpoints = service::Endpoints {
         mqtt: service::MqttEndpoint {
             host: config.public_mqtt_host.clone(),

@@ -137,6 +137,12 @@ impl Signing {
         Ok(UserView::from(&user))
     }
 
+    /// The account with this email, if any (`edgewatch up` checks for its administrator).
+    pub async fn account(&self, email: &str) -> Result<Option<UserView>, SigningError> {
+        let email = Email::parse(email).map_err(|why| SigningError::invalid("email", why))?;
+        Ok(self.users.by_email(&email).await?.as_ref().map(UserView::from))
+    }
+
     #[tracing::instrument(skip_all, fields(%client), err(level = "debug"))]
     pub async fn login(
         &self,

@@ -1,0 +1,270 @@
+//! `edgewatch up`: the whole system in one process. Signing, devices and monitoring run on their
+//! embedded adapters (SQLite files under the data directory, an in-process bus and cache) behind
+//! one HTTP port that routes like the production gateway; the MQTT broker, an agent for this host
+//! and a few simulated devices join them, so the dashboard is alive seconds after start.
+//!
+//! Shutdown is ordered so that nothing acknowledged is lost: first the intake stops (HTTP,
+//! MQTT, the local agent and simulators; in-flight requests finish), then the in-process bus is
+//! drained into the telemetry store, and only then do the consumers and background tasks stop.
+//! The in-process bus is not durable: a crash (not Ctrl-C) can lose what it holds, at most the
+//! few milliseconds of readings between a device's acknowledgement and the store's write.
+
+mod admin;
+pub mod config;
+mod error;
+pub mod gateway;
+mod local_agent;
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use edgewatch_common::{
+    bus::{Topology, memory::MemoryBus},
+    config::HttpConfig,
+    http::serve as serve_http,
+    observability,
+    shutdown::{self, Shutdown},
+    telemetry_store,
+};
+use edgewatch_protocol::{DEVICE_EVENTS_QUEUE, MONITORING_QUEUE};
+
+pub use config::{UpArgs, UpConfig};
+pub use error::UpError;
+
+/// How long Ctrl-C waits for the bus to drain into the store before giving up (and saying so).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs until Ctrl-C or SIGTERM.
+pub async fn run(config: UpConfig) -> Result<(), UpError> {
+    observability::init_tracing(&config.log);
+    let data = prepare_data_dir(&config.data_dir)?;
+    let listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|cause| UpError::listen("the HTTP", "--http", config.http_listen, cause))?;
+    let http_addr = listener
+        .local_addr()
+        .map_err(|cause| UpError::Listen { addr: config.http_listen, cause })?;
+    // The services call each other (token checks, the registry) over this port, on loopback.
+    let internal_url = format!("http://{}", reachable(http_addr, false));
+    let public_url = if config.public_url.trim().is_empty() {
+        format!("http://{}", reachable(http_addr, true))
+    } else {
+        config.public_url.trim_end_matches('/').to_owned()
+    };
+    let service_token = random_token();
+    let intake = Shutdown::new();
+    let backend = Shutdown::new();
+    let failed = |service: &'static str, cause: &dyn std::fmt::Display| UpError::Service {
+        service,
+        cause: cause.to_string(),
+        data_dir: data.clone(),
+    };
+
+    let signing_config = edgewatch_signing::SigningConfig {
+        http: HttpConfig { listen: http_addr, ..HttpConfig::default() },
+        log: config.log.clone(),
+        database_url: sqlite_url(&data.join("signing.db")),
+        keys_dir: data.join("keys"),
+        service_token: service_token.clone(),
+        ..Default::default()
+    };
+    let (signing_router, signing) =
+        edgewatch_signing::build(&signing_config).await.map_err(|e| failed("signing", &e))?;
+
+    let bus = MemoryBus::new(Topology::standard(), edgewatch_common::bus::memory::DEFAULT_CAPACITY);
+    let devices_config = edgewatch_devices::DevicesConfig {
+        http: HttpConfig { listen: http_addr, ..HttpConfig::default() },
+        log: config.log.clone(),
+        database_url: sqlite_url(&data.join("devices.db")),
+        signing_url: internal_url.clone(),
+        service_token: service_token.clone(),
+        public_http_base_url: public_url.clone(),
+        public_mqtt_host: host_of(&public_url),
+        public_mqtt_port: config.mqtt_listen.port(),
+        ..Default::default()
+    };
+    let (devices_router, devices) =
+        edgewatch_devices::build_with(&devices_config, &backend, Arc::new(bus.clone()))
+            .await
+            .map_err(|e| failed("devices", &e))?;
+
+    let monitoring_config = edgewatch_monitoring::MonitoringConfig {
+        http: HttpConfig { listen: http_addr, ..HttpConfig::default() },
+        log: config.log.clone(),
+        signing_url: internal_url.clone(),
+        devices_url: internal_url.clone(),
+        service_token: service_token.clone(),
+        static_dir: config.dashboard_dir.clone(),
+        ..Default::default()
+    };
+    let store = telemetry_store::connect(&sqlite_url(&data.join("telemetry.db")))
+        .await
+        .map_err(|e| failed("monitoring", &e))?;
+    let (monitoring_router, _) = edgewatch_monitoring::build_with(
+        &monitoring_config,
+        &backend,
+        store,
+        Arc::new(bus.clone()),
+    )
+    .await
+    .map_err(|e| failed("monitoring", &e))?;
+
+    let app = gateway::router(gateway::Services {
+        signing: signing_router,
+        devices: devices_router,
+        monitoring: monitoring_router,
+    });
+    let mut server = tokio::spawn(serve_http(listener, app, intake.clone()));
+
+    let admin = admin::ensure(&signing, &config.admin_email).await?;
+    let mut agent = None;
+    if config.local_agent {
+        agent = Some(
+            local_agent::start(
+                &devices,
+                &admin,
+                &data,
+                &internal_url,
+                config.agent_interval_s,
+                intake.clone(),
+            )
+            .await?,
+        );
+    }
+    print_banner(&public_url, &admin, &data, config.mqtt_listen);
+
+    tokio::select! {
+        () = shutdown::signal() => {}
+        result = &mut server => {
+            // The server only ends by itself when it fails.
+            let cause = match result {
+                Ok(Ok(())) => std::io::Error::other("the HTTP server stopped"),
+                Ok(Err(err)) => err,
+                Err(join) => std::io::Error::other(join.to_string()),
+            };
+            backend.cancel();
+            return Err(UpError::Listen { addr: http_addr, cause });
+        }
+    }
+    eprintln!("Stopping: finishing requests in flight...");
+    intake.cancel();
+    if let Some(agent) = agent {
+        let _ = agent.await;
+    }
+    let _ = server.await;
+    drain(&bus).await;
+    backend.cancel();
+    eprintln!("Stopped.");
+    Ok(())
+}
+
+/// Waits until every accepted reading and event is stored (acked off the in-process bus).
+async fn drain(bus: &MemoryBus) {
+    let started = Instant::now();
+    let pending = || bus.depth(MONITORING_QUEUE) + bus.depth(DEVICE_EVENTS_QUEUE);
+    let mut told = false;
+    while pending() > 0 {
+        if started.elapsed() > DRAIN_TIMEOUT {
+            eprintln!(
+                "warning: {} messages were still on the bus after {}s and are lost",
+                pending(),
+                DRAIN_TIMEOUT.as_secs()
+            );
+            return;
+        }
+        if !told && started.elapsed() > Duration::from_secs(1) {
+            eprintln!("Storing {} readings still on the bus...", pending());
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn print_banner(url: &str, admin: &admin::Admin, data: &Path, mqtt: SocketAddr) {
+    println!("edgewatch is up: {url}");
+    match &admin.new_password {
+        Some(password) => {
+            println!("  administrator: {} / {password}", admin.email);
+            println!("  (shown this once and stored hashed: keep it somewhere safe)");
+        }
+        None => println!("  administrator: {} (password as printed on first start)", admin.email),
+    }
+    println!("  MQTT for devices and sensors: {}:{}", host_of(url), mqtt.port());
+    println!("  data: {}", data.display());
+    println!("Press Ctrl-C to stop.");
+}
+
+/// Creates the data directory and proves it writable, so a bad one fails now, in one line.
+fn prepare_data_dir(dir: &Path) -> Result<PathBuf, UpError> {
+    let fail = |cause| UpError::DataDir { path: dir.to_owned(), cause };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let probe = dir.join(".write-test");
+    std::fs::write(&probe, b"ok").map_err(fail)?;
+    std::fs::remove_file(&probe).map_err(fail)?;
+    std::path::absolute(dir).map_err(fail)
+}
+
+fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+/// The address to reach a listener at: loopback for this process, the host name for others.
+fn reachable(addr: SocketAddr, public: bool) -> String {
+    let ip = addr.ip();
+    if ip.is_unspecified() {
+        if public {
+            return format!("localhost:{}", addr.port());
+        }
+        let loopback = match ip {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        };
+        return SocketAddr::new(loopback, addr.port()).to_string();
+    }
+    addr.to_string()
+}
+
+fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host.to_owned(),
+        _ => authority.to_owned(),
+    }
+}
+
+fn random_token() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_for_this_process_and_for_devices() {
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert_eq!(reachable(any, false), "127.0.0.1:8080");
+        assert_eq!(reachable(any, true), "localhost:8080");
+        let v6: SocketAddr = "[::]:9000".parse().unwrap();
+        assert_eq!(reachable(v6, false), "[::1]:9000");
+        let set: SocketAddr = "192.168.1.5:80".parse().unwrap();
+        assert_eq!(reachable(set, true), "192.168.1.5:80");
+        assert_eq!(host_of("http://gateway.local:8080/x"), "gateway.local");
+        assert_eq!(host_of("https://edgewatch.example"), "edgewatch.example");
+        assert_eq!(host_of("http://[::1]:8080"), "[::1]");
+    }
+
+    #[test]
+    fn an_unwritable_data_dir_is_refused_in_one_line() {
+        let err = prepare_data_dir(Path::new("/proc/edgewatch-data")).unwrap_err().to_string();
+        assert!(err.contains("--data-dir"), "{err}");
+        assert!(!err.contains('\n'));
+    }
+}

@@ -1,0 +1,238 @@
+//! `edgewatch up` as a user runs it: the real binary, a fresh data directory, loopback ports.
+//! Each test starts its own process on port 0 (HTTP) and a free MQTT port.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+struct Up {
+    child: Child,
+    url: String,
+    _lines: mpsc::Receiver<String>,
+    banner: Vec<String>,
+}
+
+fn data_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("edgewatch-up-{name}-{}", uuid()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn uuid() -> String {
+    format!("{:x}", rand_u64())
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}
+
+fn command(data: &Path, extra: &[&str]) -> Command {
+    command_on(data, "127.0.0.1:0", extra)
+}
+
+fn command_on(data: &Path, http: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgewatch"));
+    cmd.args(["up", "--data-dir"])
+        .arg(data)
+        .args(["--http", http, "--mqtt", "127.0.0.1:0", "--agent-interval", "0.5"])
+        .args(extra)
+        .env("EDGEWATCH_LOG__FILTER", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    cmd
+}
+
+/// Starts `edgewatch up` and waits for its banner.
+fn start(data: &Path, extra: &[&str]) -> Up {
+    let mut child = command(data, extra).spawn().expect("start edgewatch up");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut banner = Vec::new();
+    let mut url = None;
+    while Instant::now() < deadline {
+        match lines.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                if let Some(rest) = line.strip_prefix("edgewatch is up: ") {
+                    url = Some(rest.trim().to_owned());
+                }
+                let done = line.starts_with("Press Ctrl-C");
+                banner.push(line);
+                if done {
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(status) = child.try_wait().unwrap() {
+                    panic!("edgewatch up exited early with {status}: {banner:?}");
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let url = url.unwrap_or_else(|| panic!("no banner within 60 s: {banner:?}"));
+    Up { child, url, _lines: lines, banner }
+}
+
+impl Up {
+    fn password(&self) -> Option<String> {
+        self.banner.iter().find_map(|line| {
+            let rest = line.trim().strip_prefix("administrator: admin@edgewatch.local / ")?;
+            Some(rest.trim().to_owned())
+        })
+    }
+
+    /// Ctrl-C, and the exit status.
+    fn interrupt(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "edgewatch up did not stop within 40 s of Ctrl-C");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
+}
+
+fn login(url: &str, password: &str) -> String {
+    let response = client()
+        .post(format!("{url}/api/v1/auth/login"))
+        .json(&json!({"email": "admin@edgewatch.local", "password": password}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200, "login with the printed password");
+    let body: Value = response.json().unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+fn get(url: &str, token: &str) -> (u16, Value) {
+    let response = client().get(url).bearer_auth(token).send().unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().unwrap_or(Value::Null))
+}
+
+/// Polls `check` every 200 ms until it yields, or fails after `within`.
+fn eventually<T>(within: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn one_command_brings_up_a_live_system_that_survives_a_restart() {
+    let data = data_dir("live");
+    let up = start(&data, &["--sim", "0"]);
+    let password = up.password().expect("the first start prints the administrator's password");
+    let token = login(&up.url, &password);
+
+    // The local agent appears online with telemetry within seconds.
+    let host = eventually(Duration::from_secs(15), "the local host online", || {
+        let (status, body) = get(&format!("{}/api/v1/devices", up.url), &token);
+        assert_eq!(status, 200, "{body}");
+        body["items"]
+            .as_array()?
+            .iter()
+            .find(|d| d["status"] == "online" && d["kind"] == "host")
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+    });
+    let latest = eventually(Duration::from_secs(15), "the local host's readings", || {
+        let (status, body) = get(&format!("{}/api/v1/telemetry/{host}/latest", up.url), &token);
+        (status == 200).then_some(body)
+    });
+    assert!(latest["metrics"]["cpu.usage_pct"].is_number(), "{latest}");
+    let seq_before = latest["seq"].as_u64().unwrap();
+
+    // The gateway's own answers: readiness of all services, one OpenAPI document.
+    let ready: Value = client().get(format!("{}/readyz", up.url)).send().unwrap().json().unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    let doc: Value =
+        client().get(format!("{}/api/v1/openapi.json", up.url)).send().unwrap().json().unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    for path in ["/api/v1/auth/login", "/api/v1/devices", "/api/v1/telemetry/{device_id}/latest"] {
+        assert!(paths.contains_key(path), "{path} missing from the merged OpenAPI document");
+    }
+
+    let status = up.interrupt();
+    assert!(status.success(), "Ctrl-C should stop cleanly, got {status}");
+
+    // Restart on the same data: same administrator (no new password), same device, more data.
+    let again = start(&data, &["--sim", "0"]);
+    assert_eq!(again.password(), None, "the password is printed only once");
+    let token = login(&again.url, &password);
+    let (status, device) = get(&format!("{}/api/v1/devices/{host}", again.url), &token);
+    assert_eq!(status, 200, "{device}");
+    eventually(Duration::from_secs(15), "new readings after the restart", || {
+        let (_, body) = get(&format!("{}/api/v1/telemetry/{host}/latest", again.url), &token);
+        (body["seq"].as_u64()? > seq_before).then_some(())
+    });
+    let (_, body) = get(&format!("{}/api/v1/devices", again.url), &token);
+    let hosts = body["items"].as_array().unwrap().iter().filter(|d| d["kind"] == "host").count();
+    assert_eq!(hosts, 1, "a restart must not register this host again: {body}");
+    assert!(again.interrupt().success());
+}
+
+fn fails_with(mut cmd: Command, expect: &str) {
+    let out = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "should fail: {stderr}");
+    let last = stderr.lines().filter(|l| l.starts_with("edgewatch up:")).collect::<Vec<_>>();
+    assert_eq!(last.len(), 1, "one error line expected: {stderr}");
+    assert!(last[0].contains(expect), "{:?} should mention {expect:?}", last[0]);
+}
+
+#[test]
+fn a_port_in_use_is_one_line_that_says_what_to_do() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let data = data_dir("port");
+    fails_with(command_on(&data, &format!("127.0.0.1:{port}"), &[]), "--http");
+}
+
+#[test]
+fn an_unwritable_data_dir_is_one_line_that_says_what_to_do() {
+    let data = data_dir("unwritable");
+    let file = data.join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    fails_with(command(&file, &[]), "--data-dir");
+}
+
+#[test]
+fn a_corrupt_database_is_one_line_that_says_what_to_do() {
+    let data = data_dir("corrupt");
+    std::fs::write(data.join("devices.db"), vec![0x42u8; 8192]).unwrap();
+    fails_with(command(&data, &[]), "move it aside");
+}
