@@ -186,6 +186,19 @@ fn one_command_brings_up_a_live_system_that_survives_a_restart() {
         assert!(paths.contains_key(path), "{path} missing from the merged OpenAPI document");
     }
 
+    // The dashboard (or the page saying how to build it) at `/` and at the app's own routes;
+    // unknown API routes keep the contract's error body.
+    for page in ["/", "/devices/some-id"] {
+        let response = client().get(format!("{}{page}", up.url)).send().unwrap();
+        assert_eq!(response.status(), 200, "{page}");
+        let html = response.text().unwrap();
+        assert!(html.to_lowercase().starts_with("<!doctype html"), "{page}: {html}");
+    }
+    let response = client().get(format!("{}/api/v1/nope", up.url)).send().unwrap();
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["error"]["code"], "not_found", "{body}");
+
     let status = up.interrupt();
     assert!(status.success(), "Ctrl-C should stop cleanly, got {status}");
 

@@ -25,8 +25,6 @@ pub enum UpError {
     Admin(String),
     #[error("cannot start the local agent: {0}")]
     Agent(String),
-    #[error("cannot serve the dashboard: {0}")]
-    Dashboard(String),
 }
 
 impl UpError {

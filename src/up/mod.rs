@@ -135,7 +135,7 @@ pub async fn run(config: UpConfig) -> Result<(), UpError> {
             .await?,
         );
     }
-    print_banner(&public_url, &admin, &data, config.mqtt_listen);
+    print_banner(&public_url, &admin, &data, config.mqtt_listen, config.dashboard_dir.is_some());
 
     tokio::select! {
         () = shutdown::signal() => {}
@@ -185,7 +185,13 @@ async fn drain(bus: &MemoryBus) {
 }
 
 #[allow(clippy::print_stdout)]
-fn print_banner(url: &str, admin: &admin::Admin, data: &Path, mqtt: SocketAddr) {
+fn print_banner(
+    url: &str,
+    admin: &admin::Admin,
+    data: &Path,
+    mqtt: SocketAddr,
+    own_dashboard: bool,
+) {
     println!("edgewatch is up: {url}");
     match &admin.new_password {
         Some(password) => {
@@ -196,6 +202,11 @@ fn print_banner(url: &str, admin: &admin::Admin, data: &Path, mqtt: SocketAddr) 
     }
     println!("  MQTT for devices and sensors: {}:{}", host_of(url), mqtt.port());
     println!("  data: {}", data.display());
+    if !own_dashboard && !edgewatch_monitoring::dashboard::is_embedded() {
+        println!(
+            "  dashboard: not built into this binary (run scripts/build-dashboard.sh, or pass --dashboard-dir)"
+        );
+    }
     println!("Press Ctrl-C to stop.");
 }
 

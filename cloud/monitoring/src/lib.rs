@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod consumer;
+pub mod dashboard;
 pub mod error;
 pub mod http;
 pub mod live;
@@ -87,9 +88,8 @@ pub async fn build_with(
         if !dir.is_dir() {
             return Err(StartError::StaticDir(dir.display().to_string()));
         }
-        let files = tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true);
-        api = api.route_service("/", files.clone()).route_service("/{*path}", files);
     }
+    api = api.merge(dashboard::routes(config.static_dir.clone()));
     let healthy = Arc::new(AtomicBool::new(true));
     let readiness = readiness(&store, &bus, &healthy);
     let router = service_router("monitoring", api, readiness, config.http.body_limit);
