@@ -51,7 +51,11 @@ fn command_on(data: &Path, http: &str, extra: &[&str]) -> Command {
 
 /// Starts `edgewatch up` and waits for its banner.
 fn start(data: &Path, extra: &[&str]) -> Up {
-    let mut child = command(data, extra).spawn().expect("start edgewatch up");
+    spawn(command(data, extra))
+}
+
+fn spawn(mut command: Command) -> Up {
+    let mut child = command.spawn().expect("start edgewatch up");
     let stdout = child.stdout.take().unwrap();
     let (tx, lines) = mpsc::channel();
     std::thread::spawn(move || {
@@ -248,4 +252,38 @@ fn a_corrupt_database_is_one_line_that_says_what_to_do() {
     let data = data_dir("corrupt");
     std::fs::write(data.join("devices.db"), vec![0x42u8; 8192]).unwrap();
     fails_with(command(&data, &[]), "move it aside");
+}
+
+#[test]
+fn settings_come_from_the_file_then_the_environment_then_flags() {
+    let data = data_dir("settings");
+    let file = data.join("edgewatch.toml");
+    std::fs::write(&file, "admin_email = \"file@example.com\"\nsim = 0\nlocal_agent = false\n")
+        .unwrap();
+    let config = file.to_str().unwrap();
+
+    let up = start(&data, &["--config", config]);
+    assert!(
+        up.banner.iter().any(|l| l.contains("administrator: file@example.com / ")),
+        "{:?}",
+        up.banner
+    );
+    assert!(up.interrupt().success());
+
+    // The environment beats the file...
+    let data = data_dir("settings-env");
+    let mut cmd = command(&data, &["--config", config]);
+    cmd.env("EDGEWATCH_ADMIN_EMAIL", "env@example.com");
+    let up = spawn(cmd);
+    assert!(
+        up.banner.iter().any(|l| l.contains("administrator: env@example.com / ")),
+        "{:?}",
+        up.banner
+    );
+    assert!(up.interrupt().success());
+
+    // ...and a flag beats both: its (bad) address is the one refused.
+    let mut cmd = command(&data_dir("settings-flag"), &["--config", config]);
+    cmd.env("EDGEWATCH_ADMIN_EMAIL", "env@example.com").args(["--admin-email", "not-an-email"]);
+    fails_with(cmd, "not-an-email");
 }

@@ -25,7 +25,9 @@ impl Admin {
 
 /// Finds the administrator, creating it when this is the first start.
 pub async fn ensure(signing: &Signing, email: &str) -> Result<Admin, UpError> {
-    let failed = |err: edgewatch_signing::error::SigningError| UpError::Admin(err.to_string());
+    let failed = |err: edgewatch_signing::error::SigningError| {
+        UpError::Admin(format!("{email}: {err} (choose another with --admin-email)"))
+    };
     if let Some(user) = signing.account(email).await.map_err(failed)? {
         return Ok(Admin { id: user.id, email: user.email, new_password: None });
     }

@@ -21,7 +21,7 @@ pub enum UpError {
         "the {service} service cannot start: {cause} (if a database under {data_dir} is damaged, restore it from a backup or move it aside to start afresh)"
     )]
     Service { service: &'static str, cause: String, data_dir: PathBuf },
-    #[error("cannot create the administrator account: {0}")]
+    #[error("cannot create the administrator account {0}")]
     Admin(String),
     #[error("cannot start the local agent: {0}")]
     Agent(String),
