@@ -287,3 +287,72 @@ fn settings_come_from_the_file_then_the_environment_then_flags() {
     cmd.env("EDGEWATCH_ADMIN_EMAIL", "env@example.com").args(["--admin-email", "not-an-email"]);
     fails_with(cmd, "not-an-email");
 }
+
+/// The promise of the embedded shape: what a device was told is accepted (202) is stored, even
+/// when Ctrl-C comes right after, while the readings are still on the in-process bus.
+#[test]
+fn ctrl_c_right_after_ingest_loses_nothing_acknowledged() {
+    let data = data_dir("drain");
+    let up = start(&data, &["--sim", "0", "--no-agent"]);
+    let password = up.password().unwrap();
+    let token = login(&up.url, &password);
+    let http = client();
+    let created: Value = http
+        .post(format!("{}/api/v1/devices", up.url))
+        .bearer_auth(&token)
+        .json(&json!({"name": "drain-test"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let enrolled: Value = http
+        .post(format!("{}/api/v1/devices/enroll", up.url))
+        .json(&json!({"enrollment_token": created["enrollment_token"]}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let id = enrolled["device_id"].as_str().unwrap().to_owned();
+    let secret = enrolled["device_secret"].as_str().unwrap().to_owned();
+
+    const BATCHES: u64 = 9;
+    const PER_BATCH: u64 = 1_000;
+    for batch in 0..BATCHES {
+        let readings: Vec<Value> = (0..PER_BATCH)
+            .map(|i| {
+                let n = batch * PER_BATCH + i;
+                let ts = format!(
+                    "2026-11-26T10:{:02}:{:02}.{:03}Z",
+                    n / 60_000,
+                    (n / 1_000) % 60,
+                    n % 1_000
+                );
+                json!({"seq": n + 1, "ts": ts, "metrics": {"drain.value": n as f64}})
+            })
+            .collect();
+        let response = http
+            .post(format!("{}/api/v1/devices/{id}/telemetry", up.url))
+            .bearer_auth(&secret)
+            .json(&json!({"device_id": id, "readings": readings}))
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 202, "{:?}", response.text());
+    }
+    let url = up.url.clone();
+    assert!(up.interrupt().success());
+    drop(url);
+
+    let again = start(&data, &["--sim", "0", "--no-agent"]);
+    let token = login(&again.url, &password);
+    let (status, body) = get(
+        &format!(
+            "{}/api/v1/telemetry/{id}?metric=drain.value&from=2026-11-26T10:00:00.000Z&to=2026-11-26T11:00:00.000Z",
+            again.url
+        ),
+        &token,
+    );
+    assert_eq!(status, 200, "{body}");
+    let stored = body["points"].as_array().unwrap().len() as u64;
+    assert_eq!(stored, BATCHES * PER_BATCH, "every acknowledged reading is stored");
+    assert!(again.interrupt().success());
+}
