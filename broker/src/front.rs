@@ -187,11 +187,14 @@ async fn admit(
     else {
         return Err(ConnectReturn::NotAuthorized);
     };
-    let password = String::from_utf8(password.to_vec()).map_err(|_| ConnectReturn::BadCredentials)?;
+    let password =
+        String::from_utf8(password.to_vec()).map_err(|_| ConnectReturn::BadCredentials)?;
     let login = Login { client_id: connect.client_id.clone(), username, password };
     let identity = match front.auth.authenticate(&login).await {
         Ok(identity) => identity,
-        Err(AuthError::UnknownUser | AuthError::Denied) => return Err(ConnectReturn::BadCredentials),
+        Err(AuthError::UnknownUser | AuthError::Denied) => {
+            return Err(ConnectReturn::BadCredentials);
+        }
         Err(AuthError::Unavailable(cause)) => {
             tracing::warn!(%cause, "Cannot check a login");
             return Err(ConnectReturn::ServerUnavailable);
@@ -226,13 +229,17 @@ fn uuid_like() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-/// Reads until one whole packet is in `buf`; `None` on a clean end of stream.
+/// Reads the first packet (a CONNECT) into `buf`; `None` on a clean end of stream.
 async fn read_frame<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
     max: usize,
 ) -> Result<Option<Frame>, PacketError> {
     loop {
+        // Anything but a CONNECT first is not an MQTT client: no need to wait for more.
+        if buf.first().is_some_and(|b| b >> 4 != packet::CONNECT) {
+            return Err(PacketError::NotConnect);
+        }
         if let Some(frame) = packet::next_frame(buf, max)? {
             return Ok(Some(frame));
         }
@@ -333,8 +340,7 @@ async fn check(
         }
         packet::SUBSCRIBE => {
             let (pkid, filters) = packet::subscribe_filters(frame)?;
-            if let Some((denied, _)) = filters.iter().find(|(f, _)| !permissions.may_subscribe(f))
-            {
+            if let Some((denied, _)) = filters.iter().find(|(f, _)| !permissions.may_subscribe(f)) {
                 tracing::info!(filter = %denied, "Refused a subscription");
                 counter!("edgewatch_broker_denied_total", "kind" => "subscribe").increment(1);
                 let _ = inject.send(packet::suback_refused(pkid, filters.len())).await;

@@ -134,7 +134,9 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<BrokerHandle, BrokerError> {
     if config.mqtt.is_none() && config.tls.is_none() {
-        return Err(BrokerError::Config("neither an [mqtt] nor a [tls] listener is configured".into()));
+        return Err(BrokerError::Config(
+            "neither an [mqtt] nor a [tls] listener is configured".into(),
+        ));
     }
     let acceptor = match &config.tls {
         Some(tls) => Some(tls::acceptor(&tls.cert_path, &tls.key_path)?),

@@ -212,8 +212,7 @@ impl Connect {
         } else {
             None
         };
-        let username =
-            if flags & 0x80 != 0 { Some(read_str(&mut body)?.to_owned()) } else { None };
+        let username = if flags & 0x80 != 0 { Some(read_str(&mut body)?.to_owned()) } else { None };
         let password = if flags & 0x40 != 0 {
             Some(Bytes::copy_from_slice(read_bytes(&mut body)?))
         } else {

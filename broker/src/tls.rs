@@ -10,9 +10,10 @@ use crate::BrokerError;
 
 /// Loads the certificate and key into an acceptor; errors name the file and what to do.
 pub fn acceptor(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor, BrokerError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
-        .and_then(Iterator::collect)
-        .map_err(|e| BrokerError::Tls(format!("cannot read certificates from {}: {e}", cert_path.display())))?;
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(cert_path).and_then(Iterator::collect).map_err(|e| {
+            BrokerError::Tls(format!("cannot read certificates from {}: {e}", cert_path.display()))
+        })?;
     if certs.is_empty() {
         return Err(BrokerError::Tls(format!(
             "{} holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)",
