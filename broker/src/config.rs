@@ -73,8 +73,9 @@ pub struct BrokerConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
-            // rumqttd logs every connection at info; its warnings are enough.
-            log: LogConfig { filter: "info,rumqttd=warn".into(), ..LogConfig::default() },
+            // rumqttd logs every connection at info and every ordinary disconnect as an error;
+            // the front logs each connection's outcome instead. `rumqttd=warn` brings it back.
+            log: LogConfig { filter: "info,rumqttd=off".into(), ..LogConfig::default() },
             role: Role::Cloud,
             mqtt: Some(MqttListener::default()),
             tls: None,

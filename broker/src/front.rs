@@ -265,7 +265,7 @@ enum Closed {
     #[error("the broker is shutting down")]
     Shutdown,
     #[error("the embedded broker closed the connection")]
-    UpstreamClosed,
+    Upstream,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -290,7 +290,7 @@ where
     // SUBACKs the front answers itself go through the writer task, between whole packets.
     let (inject_tx, inject_rx) = mpsc::channel::<Bytes>(8);
 
-    up_tx.write_all(&connect.encode()).await.map_err(|_| Closed::UpstreamClosed)?;
+    up_tx.write_all(&connect.encode()).await.map_err(|_| Closed::Upstream)?;
 
     let inbound = async {
         loop {
@@ -301,7 +301,7 @@ where
                 }
             }
             if !out.is_empty() && up_tx.write_all(&out).await.is_err() {
-                return Err(Closed::UpstreamClosed);
+                return Err(Closed::Upstream);
             }
             client_buf.reserve(8192);
             match client_rx.read_buf(&mut client_buf).await {
@@ -380,7 +380,7 @@ async fn outbound<W: AsyncWrite + Unpin>(
             read = up_rx.read_buf(&mut buf) => match read {
                 Ok(0) | Err(_) => {
                     let _ = client_tx.shutdown().await;
-                    return Err(Closed::UpstreamClosed);
+                    return Err(Closed::Upstream);
                 }
                 Ok(_) => {}
             },

@@ -268,12 +268,46 @@ async fn start_rumqttd(
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return Ok(addr);
+        if let Ok(stream) = tokio::net::TcpStream::connect(addr).await {
+            return probe_rumqttd(stream, user, password).await.map(|()| addr);
         }
         if tokio::time::Instant::now() > deadline {
             return Err(BrokerError::Embedded(format!("nothing listens on {addr} after 10 s")));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Logs in to rumqttd with the internal account and leaves cleanly: proves it is up and that
+/// the front's logins will be accepted (a bare TCP probe would only log an error in rumqttd).
+async fn probe_rumqttd(
+    mut stream: tokio::net::TcpStream,
+    user: &str,
+    password: &str,
+) -> Result<(), BrokerError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let connect = packet::Connect {
+        protocol_name: "MQTT".into(),
+        level: 4,
+        clean_session: true,
+        keep_alive: 10,
+        client_id: format!("edgewatch-probe-{:016x}", rand::random::<u64>()),
+        will: None,
+        username: Some(user.to_owned()),
+        password: Some(bytes::Bytes::from(password.to_owned())),
+    };
+    let mut connack = [0u8; 4];
+    let answer = async {
+        stream.write_all(&connect.encode()).await?;
+        stream.read_exact(&mut connack).await?;
+        stream.write_all(&[0xe0, 0x00]).await
+    };
+    tokio::time::timeout(Duration::from_secs(10), answer)
+        .await
+        .map_err(|_| BrokerError::Embedded("no CONNACK within 10 s".into()))?
+        .map_err(|e| BrokerError::Embedded(format!("probe login failed: {e}")))?;
+    if connack != packet::connack(packet::ConnectReturn::Accepted) {
+        return Err(BrokerError::Embedded(format!("it refused the internal login: {connack:?}")));
+    }
+    Ok(())
 }

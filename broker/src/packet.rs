@@ -128,8 +128,11 @@ pub fn publish_topic(frame: &Frame) -> Result<&str, PacketError> {
     read_str(&mut body)
 }
 
-/// The packet id and the filters (with their requested QoS) of a SUBSCRIBE.
-pub fn subscribe_filters(frame: &Frame) -> Result<(u16, Vec<(&str, u8)>), PacketError> {
+/// The filters of a SUBSCRIBE, each with its requested QoS.
+pub type Filters<'a> = Vec<(&'a str, u8)>;
+
+/// The packet id and the filters of a SUBSCRIBE.
+pub fn subscribe_filters(frame: &Frame) -> Result<(u16, Filters<'_>), PacketError> {
     let mut body = frame.body();
     let pkid = read_u16(&mut body)?;
     let mut filters = Vec::new();
