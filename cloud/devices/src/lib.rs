@@ -78,7 +78,16 @@ pub async fn build_with(
     };
     let mqtt = match &config.mqtt_url {
         Some(url) => {
-            Some(mqtt::ConfigPublisher::start(url, shutdown.clone()).map_err(StartError::Mqtt)?)
+            // The config publisher logs in like the bridge: an authenticating broker (the
+            // edgewatch broker) refuses anonymous clients.
+            let credentials = config
+                .mqtt_username
+                .clone()
+                .map(|user| (user, config.mqtt_password.clone().unwrap_or_default()));
+            Some(
+                mqtt::ConfigPublisher::start(url, credentials, shutdown.clone())
+                    .map_err(StartError::Mqtt)?,
+            )
         }
         None => None,
     };

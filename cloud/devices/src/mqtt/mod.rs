@@ -29,11 +29,18 @@ pub(crate) fn parse(url: &str) -> Result<(String, u16), String> {
 
 impl ConfigPublisher {
     /// Starts the client; it connects (and reconnects) in the background until `shutdown`.
-    pub fn start(url: &str, shutdown: Shutdown) -> Result<Self, String> {
+    pub fn start(
+        url: &str,
+        credentials: Option<(String, String)>,
+        shutdown: Shutdown,
+    ) -> Result<Self, String> {
         let (host, port) = parse(url)?;
         let client_id = format!("edgewatch-devices-{}", uuid_suffix());
         let mut options = MqttOptions::new(client_id, host, port);
         options.set_keep_alive(Duration::from_secs(30));
+        if let Some((user, password)) = credentials {
+            options.set_credentials(user, password);
+        }
         let (client, mut events) = AsyncClient::new(options, 256);
         tokio::spawn(async move {
             let mut failures = 0u32;
