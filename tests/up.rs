@@ -159,19 +159,37 @@ fn eventually<T>(within: Duration, what: &str, mut check: impl FnMut() -> Option
 #[test]
 fn one_command_brings_up_a_live_system_that_survives_a_restart() {
     let data = data_dir("live");
-    let up = start(&data, &["--sim", "0"]);
+    let started = Instant::now();
+    let up = start(&data, &[]);
     let password = up.password().expect("the first start prints the administrator's password");
     let token = login(&up.url, &password);
 
-    // The local agent appears online with telemetry within seconds.
-    let host = eventually(Duration::from_secs(15), "the local host online", || {
+    // Within 15 s of the start: this host's agent and the three simulated devices (over MQTT,
+    // through the broker and the bridge) are online.
+    let within = Duration::from_secs(15).saturating_sub(started.elapsed());
+    let host = eventually(within, "the local host and 3 simulated devices online", || {
         let (status, body) = get(&format!("{}/api/v1/devices", up.url), &token);
         assert_eq!(status, 200, "{body}");
-        body["items"]
-            .as_array()?
+        let items = body["items"].as_array()?;
+        let online = |kind: &str| {
+            items.iter().filter(|d| d["status"] == "online" && d["kind"] == kind).count()
+        };
+        if online("simulator") < 3 {
+            return None;
+        }
+        items
             .iter()
             .find(|d| d["status"] == "online" && d["kind"] == "host")
             .map(|d| d["id"].as_str().unwrap().to_owned())
+    });
+    // The simulated local sensors reach the store through the broker and this host's agent.
+    eventually(Duration::from_secs(15), "sensor readings from the local agent", || {
+        let (_, body) = get(&format!("{}/api/v1/telemetry/{host}/metrics", up.url), &token);
+        body["items"]
+            .as_array()?
+            .iter()
+            .any(|m| m["name"] == "sensor.sim_0000.temp_c")
+            .then_some(())
     });
     let latest = eventually(Duration::from_secs(15), "the local host's readings", || {
         let (status, body) = get(&format!("{}/api/v1/telemetry/{host}/latest", up.url), &token);

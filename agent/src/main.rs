@@ -121,7 +121,7 @@ struct RunArgs {
     #[arg(long)]
     server: Option<String>,
     /// Take sensor readings from this local broker (`sensors/{id}/{metric}`), e.g.
-    /// mqtt://127.0.0.1:1883.
+    /// mqtt://127.0.0.1:1883, or mqtt://user:password@127.0.0.1:1883 when it asks for a login.
     #[arg(long, env = "EDGEWATCH_AGENT_SENSORS")]
     sensors: Option<String>,
     /// The client id of the agent's persistent session at the sensor broker.

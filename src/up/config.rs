@@ -45,7 +45,8 @@ impl Default for UpConfig {
             local_agent: true,
             agent_interval_s: 2.0,
             dashboard_dir: None,
-            log: LogConfig::default(),
+            // rumqttd logs every connection (and each ordinary disconnect as an error).
+            log: LogConfig { filter: "info,rumqttd=off".into(), ..LogConfig::default() },
         }
     }
 }

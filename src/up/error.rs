@@ -25,6 +25,10 @@ pub enum UpError {
     Admin(String),
     #[error("cannot start the local agent: {0}")]
     Agent(String),
+    #[error("cannot start the MQTT broker: {0}")]
+    Broker(String),
+    #[error("cannot start the simulated devices: {0}")]
+    Sim(String),
 }
 
 impl UpError {

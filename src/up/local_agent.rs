@@ -7,6 +7,7 @@ use std::{path::Path, time::Duration};
 
 use edgewatch_agent::{
     buffer::BufferOptions,
+    collect::sensors::SensorSource,
     config::RuntimeConfig,
     enroll::{self, Credentials},
     run::{RunOptions, UplinkKind},
@@ -17,15 +18,24 @@ use tokio::task::JoinHandle;
 
 use super::{UpError, admin::Admin};
 
+pub struct Options {
+    /// This process's HTTP address, for enrollment and the uplink.
+    pub server: String,
+    pub interval_s: f64,
+    /// The broker's sensors, with the agent's login (`mqtt://user:password@host:port`).
+    pub sensors: Option<String>,
+}
+
 /// Enrolls on first start, then runs the agent until `shutdown`.
 pub async fn start(
     devices: &Devices,
     admin: &Admin,
     data: &Path,
-    server: &str,
-    interval_s: f64,
+    options: Options,
     shutdown: Shutdown,
 ) -> Result<JoinHandle<()>, UpError> {
+    let Options { server, interval_s, sensors } = options;
+    let server = server.as_str();
     if !(interval_s.is_finite() && (0.1..=86_400.0).contains(&interval_s)) {
         return Err(UpError::Agent(format!(
             "agent_interval_s must be 0.1 to 86400 seconds, not {interval_s}"
@@ -66,7 +76,7 @@ pub async fn start(
         config_poll: Duration::from_secs(5),
         // The port may differ from the enrolling start's (port 0, a changed --http).
         server: Some(server.to_owned()),
-        sensors: None,
+        sensors: sensors.map(|url| SensorSource { url, client_id: "edgewatch-up-agent".into() }),
     };
     Ok(tokio::spawn(async move {
         if let Err(err) = edgewatch_agent::run::run(options, shutdown).await {

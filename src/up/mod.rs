@@ -10,10 +10,12 @@
 //! few milliseconds of readings between a device's acknowledgement and the store's write.
 
 mod admin;
+mod broker;
 pub mod config;
 mod error;
 pub mod gateway;
 mod local_agent;
+mod sim;
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
@@ -38,9 +40,15 @@ pub use error::UpError;
 /// How long Ctrl-C waits for the bus to drain into the store before giving up (and saying so).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long the devices service's MQTT bridge gets to hand on what the broker accepted last.
+const BRIDGE_GRACE: Duration = Duration::from_millis(500);
+
 /// Runs until Ctrl-C or SIGTERM.
 pub async fn run(config: UpConfig) -> Result<(), UpError> {
     observability::init_tracing(&config.log);
+    // Listen for Ctrl-C from the start: one that comes before the listener is installed would
+    // kill the process the default way, without the ordered shutdown.
+    let mut stop = tokio::spawn(shutdown::signal());
     let data = prepare_data_dir(&config.data_dir)?;
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
@@ -56,6 +64,8 @@ pub async fn run(config: UpConfig) -> Result<(), UpError> {
         config.public_url.trim_end_matches('/').to_owned()
     };
     let service_token = random_token();
+    // Stopped in this order: what produces readings, then what takes them in, then the rest.
+    let sources = Shutdown::new();
     let intake = Shutdown::new();
     let backend = Shutdown::new();
     let failed = |service: &'static str, cause: &dyn std::fmt::Display| UpError::Service {
@@ -75,6 +85,13 @@ pub async fn run(config: UpConfig) -> Result<(), UpError> {
     let (signing_router, signing) =
         edgewatch_signing::build(&signing_config).await.map_err(|e| failed("signing", &e))?;
 
+    // The broker first: the devices service connects its bridge while it is built.
+    let logins = broker::Logins::load(&data)?;
+    let registry = broker::Registry::default();
+    let mqtt = broker::start(config.mqtt_listen, &logins, registry.clone(), intake.clone()).await?;
+    let mqtt_addr = mqtt.mqtt_addr.unwrap_or(config.mqtt_listen);
+    let internal_mqtt = format!("mqtt://{}", reachable(mqtt_addr, false));
+
     let bus = MemoryBus::new(Topology::standard(), edgewatch_common::bus::memory::DEFAULT_CAPACITY);
     let devices_config = edgewatch_devices::DevicesConfig {
         http: HttpConfig { listen: http_addr, ..HttpConfig::default() },
@@ -84,13 +101,20 @@ pub async fn run(config: UpConfig) -> Result<(), UpError> {
         service_token: service_token.clone(),
         public_http_base_url: public_url.clone(),
         public_mqtt_host: host_of(&public_url),
-        public_mqtt_port: config.mqtt_listen.port(),
+        public_mqtt_port: mqtt_addr.port(),
+        mqtt_url: Some(internal_mqtt.clone()),
+        mqtt_username: Some(broker::BRIDGE_USER.into()),
+        mqtt_password: Some(logins.bridge_password.clone()),
+        // One bridge: plain subscriptions (rumqttd 0.20 mishandles a persistent session with a
+        // shared subscription when it ends; see broker/README.md).
+        mqtt_share_group: String::new(),
         ..Default::default()
     };
     let (devices_router, devices) =
         edgewatch_devices::build_with(&devices_config, &backend, Arc::new(bus.clone()))
             .await
             .map_err(|e| failed("devices", &e))?;
+    registry.set(devices.clone());
 
     let monitoring_config = edgewatch_monitoring::MonitoringConfig {
         http: HttpConfig { listen: http_addr, ..HttpConfig::default() },
@@ -121,26 +145,38 @@ pub async fn run(config: UpConfig) -> Result<(), UpError> {
     let mut server = tokio::spawn(serve_http(listener, app, intake.clone()));
 
     let admin = admin::ensure(&signing, &config.admin_email).await?;
+    let sensors_url = {
+        let address = internal_mqtt.trim_start_matches("mqtt://");
+        format!("mqtt://{}:{}@{address}", broker::AGENT_USER, logins.agent_password)
+    };
     let mut agent = None;
     if config.local_agent {
-        agent = Some(
-            local_agent::start(
-                &devices,
-                &admin,
-                &data,
-                &internal_url,
-                config.agent_interval_s,
-                intake.clone(),
-            )
-            .await?,
-        );
+        let options = local_agent::Options {
+            server: internal_url.clone(),
+            interval_s: config.agent_interval_s,
+            sensors: (config.sim > 0).then_some(sensors_url),
+        };
+        agent = Some(local_agent::start(&devices, &admin, &data, options, sources.clone()).await?);
     }
-    print_banner(&public_url, &admin, &data, config.mqtt_listen, config.dashboard_dir.is_some());
+    let sensor_login = (config.local_agent && config.sim > 0)
+        .then(|| (broker::SENSORS_USER.to_owned(), logins.sensors_password.clone()));
+    let mut sims = sim::start(
+        &devices,
+        &admin,
+        &data,
+        config.sim,
+        mqtt_addr.port(),
+        sensor_login,
+        sources.clone(),
+    )
+    .await?;
+    print_banner(&public_url, &admin, &data, mqtt_addr, config.dashboard_dir.is_some());
 
     tokio::select! {
-        () = shutdown::signal() => {}
+        _ = &mut stop => {}
         result = &mut server => {
             // The server only ends by itself when it fails.
+            sources.cancel();
             let cause = match result {
                 Ok(Ok(())) => std::io::Error::other("the HTTP server stopped"),
                 Ok(Err(err)) => err,
@@ -151,11 +187,16 @@ pub async fn run(config: UpConfig) -> Result<(), UpError> {
         }
     }
     eprintln!("Stopping: finishing requests in flight...");
-    intake.cancel();
+    sources.cancel();
     if let Some(agent) = agent {
         let _ = agent.await;
     }
+    while sims.join_next().await.is_some() {}
+    // What the broker took in last is relayed by the bridge; give it a moment.
+    tokio::time::sleep(BRIDGE_GRACE).await;
+    intake.cancel();
     let _ = server.await;
+    mqtt.stopped().await;
     drain(&bus).await;
     backend.cancel();
     eprintln!("Stopped.");
@@ -201,6 +242,11 @@ fn print_banner(
         None => println!("  administrator: {} (password as printed on first start)", admin.email),
     }
     println!("  MQTT for devices and sensors: {}:{}", host_of(url), mqtt.port());
+    println!(
+        "  (local sensors log in as `{}` with the password in {})",
+        broker::SENSORS_USER,
+        data.join("sensors.password").display()
+    );
     println!("  data: {}", data.display());
     if !own_dashboard && !edgewatch_monitoring::dashboard::is_embedded() {
         println!(

@@ -33,19 +33,36 @@ pub struct SensorSource {
     pub client_id: String,
 }
 
-fn host_port(url: &str) -> Result<(String, u16)> {
+/// Where the sensor broker is: `mqtt://[user:password@]host[:port]` (port 1883 by default).
+struct BrokerAddress {
+    host: String,
+    port: u16,
+    credentials: Option<(String, String)>,
+}
+
+fn broker_address(url: &str) -> Result<BrokerAddress> {
     let rest = url.strip_prefix("mqtt://").ok_or_else(|| {
-        AgentError::Config(format!("sensor broker {url:?}: expected mqtt://host:port"))
+        AgentError::Config(format!(
+            "sensor broker {url:?}: expected mqtt://host:port or mqtt://user:password@host:port"
+        ))
     })?;
     let rest = rest.trim_end_matches('/');
-    match rest.rsplit_once(':') {
-        Some((host, port)) => Ok((
+    let (credentials, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, address)) => {
+            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            (Some((user.to_owned(), password.to_owned())), address)
+        }
+        None => (None, rest),
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) => (
             host.to_owned(),
             port.parse()
                 .map_err(|_| AgentError::Config(format!("sensor broker port in {url:?}")))?,
-        )),
-        None => Ok((rest.to_owned(), 1883)),
-    }
+        ),
+        None => (rest.to_owned(), 1883),
+    };
+    Ok(BrokerAddress { host, port, credentials })
 }
 
 /// The reading of one sensor message, or why it is skipped.
@@ -71,8 +88,11 @@ pub async fn run(
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let (host, port) = host_port(&source.url)?;
-    let mut options = MqttOptions::new(source.client_id, host, port);
+    let address = broker_address(&source.url)?;
+    let mut options = MqttOptions::new(source.client_id, address.host, address.port);
+    if let Some((user, password)) = address.credentials {
+        options.set_credentials(user, password);
+    }
     options.set_clean_session(false).set_manual_acks(true).set_keep_alive(Duration::from_secs(30));
     let (client, mut eventloop) = AsyncClient::new(options, 256);
     let (tx, mut rx) = mpsc::channel::<Publish>(GROUP * 2);
@@ -173,8 +193,16 @@ mod tests {
         assert!(reading_of("sensors/soil/moisture", b"wet").is_err());
         assert!(reading_of("sensors/soil", b"1").is_err());
         assert!(reading_of("sensors/soil/moisture", b"NaN").is_err());
-        assert_eq!(host_port("mqtt://127.0.0.1:51883").unwrap(), ("127.0.0.1".into(), 51883));
-        assert_eq!(host_port("mqtt://broker.local").unwrap(), ("broker.local".into(), 1883));
-        assert!(host_port("http://x").is_err());
+        let plain = broker_address("mqtt://127.0.0.1:51883").unwrap();
+        assert_eq!(
+            (plain.host.as_str(), plain.port, plain.credentials),
+            ("127.0.0.1", 51883, None)
+        );
+        let default_port = broker_address("mqtt://broker.local").unwrap();
+        assert_eq!((default_port.host.as_str(), default_port.port), ("broker.local", 1883));
+        let with_login = broker_address("mqtt://agent:s3cr:et@gw.local:1884/").unwrap();
+        assert_eq!((with_login.host.as_str(), with_login.port), ("gw.local", 1884));
+        assert_eq!(with_login.credentials, Some(("agent".into(), "s3cr:et".into())));
+        assert!(broker_address("http://x").is_err());
     }
 }

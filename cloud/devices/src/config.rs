@@ -30,7 +30,8 @@ pub struct DevicesConfig {
     /// The bridge's client id: stable per replica so that a restart resumes its persistent
     /// session. Default: `edgewatch-devices-<HOSTNAME>`, or a random suffix without `HOSTNAME`.
     pub mqtt_client_id: Option<String>,
-    /// The shared-subscription group of the bridge; replicas of one deployment share it.
+    /// The shared-subscription group of the bridge; replicas of one deployment share it. Empty:
+    /// plain subscriptions, for a single bridge.
     pub mqtt_share_group: String,
     /// The bridge's broker login, if the broker asks for one.
     pub mqtt_username: Option<String>,

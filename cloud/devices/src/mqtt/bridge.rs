@@ -33,7 +33,10 @@ use edgewatch_protocol::{TELEMETRY_FILTER, Topic, limits};
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, SubscribeReasonCode,
 };
-use tokio::{sync::Semaphore, task::JoinSet};
+use tokio::{
+    sync::{Semaphore, mpsc, oneshot},
+    task::JoinSet,
+};
 
 use crate::service::{Devices, Handled};
 
@@ -52,7 +55,8 @@ pub struct BridgeOptions {
     pub url: String,
     /// Stable per replica, so that a restart resumes its persistent session.
     pub client_id: String,
-    /// The shared-subscription group the replicas of one deployment share.
+    /// The shared-subscription group the replicas of one deployment share; empty for plain
+    /// subscriptions (a single bridge, as in `edgewatch up`).
     pub share_group: String,
     pub credentials: Option<(String, String)>,
     /// Messages handled at once.
@@ -60,8 +64,11 @@ pub struct BridgeOptions {
 }
 
 impl BridgeOptions {
-    /// The two subscriptions, shared by `share_group`.
+    /// The two subscriptions, shared by `share_group` when there is one.
     pub fn filters(&self) -> [String; 2] {
+        if self.share_group.is_empty() {
+            return [TELEMETRY_FILTER.to_owned(), STATUS_FILTER.to_owned()];
+        }
         [
             format!("$share/{}/{TELEMETRY_FILTER}", self.share_group),
             format!("$share/{}/{STATUS_FILTER}", self.share_group),
@@ -80,7 +87,7 @@ pub fn start(
     shutdown: Shutdown,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let (host, port) = super::parse(&options.url)?;
-    if options.share_group.is_empty() || options.share_group.contains(['/', '+', '#']) {
+    if options.share_group.contains(['/', '+', '#']) {
         return Err(format!("`{}` is not a valid shared-subscription group", options.share_group));
     }
     let mut mqtt = MqttOptions::new(options.client_id.clone(), host, port);
@@ -106,6 +113,11 @@ async fn run(
 ) {
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let mut tasks = JoinSet::new();
+    // MQTT wants PUBACKs in the order the PUBLISHes came (3.1.1 section 4.6; rumqttd drops a
+    // subscriber that acks out of order), while handlers finish in any order: each message
+    // queues here in arrival order and is acked when it and every message before it are done.
+    let (in_order, acks) = mpsc::unbounded_channel::<(Publish, oneshot::Receiver<()>)>();
+    let acker = tokio::spawn(ack_in_order(client.clone(), acks));
     let mut failures = 0u32;
     let mut subacks = 0usize;
     let subscribed = |yes: bool| {
@@ -142,11 +154,15 @@ async fn run(
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    let (devices, client, permits, shutdown) =
-                        (devices.clone(), client.clone(), Arc::clone(&permits), shutdown.clone());
+                    let (done, handled) = oneshot::channel();
+                    let _ = in_order.send((publish.clone(), handled));
+                    let (devices, permits, shutdown) =
+                        (devices.clone(), Arc::clone(&permits), shutdown.clone());
                     tasks.spawn(async move {
                         let Ok(_permit) = permits.acquire_owned().await else { return };
-                        handle(&devices, &client, publish, &shutdown).await;
+                        if handle(&devices, publish, &shutdown).await {
+                            let _ = done.send(());
+                        }
                     });
                 }
                 Ok(_) => {}
@@ -179,6 +195,8 @@ async fn run(
         );
     }
     tasks.abort_all();
+    drop(in_order);
+    let _ = tokio::time::timeout(Duration::from_secs(1), acker).await;
     if client.try_disconnect().is_ok() {
         let _ = tokio::time::timeout(Duration::from_secs(1), events.poll()).await;
     }
@@ -186,9 +204,25 @@ async fn run(
     tracing::info!("MQTT bridge stopped");
 }
 
-/// Handles one message until it is accepted or refused (then acks it) or the service stops (then
-/// leaves it unacked for the broker to deliver again).
-async fn handle(devices: &Devices, client: &AsyncClient, publish: Publish, shutdown: &Shutdown) {
+/// Acks each message once it is handled, in arrival order. A message left unhandled (the service
+/// stops) ends the acking: it and everything after it are delivered again by the broker.
+async fn ack_in_order(
+    client: AsyncClient,
+    mut queue: mpsc::UnboundedReceiver<(Publish, oneshot::Receiver<()>)>,
+) {
+    while let Some((publish, handled)) = queue.recv().await {
+        if handled.await.is_err() {
+            return;
+        }
+        if let Err(err) = client.ack(&publish).await {
+            tracing::warn!(%err, topic = %publish.topic, "Cannot ack; the broker will deliver it again");
+        }
+    }
+}
+
+/// Handles one message until it is accepted or refused (true: ack it) or the service stops
+/// (false: leave it unacked for the broker to deliver again).
+async fn handle(devices: &Devices, publish: Publish, shutdown: &Shutdown) -> bool {
     let topic = publish.topic.clone();
     let mut failures = 0u32;
     loop {
@@ -201,18 +235,13 @@ async fn handle(devices: &Devices, client: &AsyncClient, publish: Publish, shutd
             }
         };
         match outcome {
-            Ok(_) => {
-                if let Err(err) = client.ack(&publish).await {
-                    tracing::warn!(%err, %topic, "Cannot ack; the broker will deliver it again");
-                }
-                return;
-            }
+            Ok(_) => return true,
             Err(err) => {
                 failures = failures.saturating_add(1);
                 metrics::counter!("edgewatch_devices_mqtt_retries_total").increment(1);
                 tracing::warn!(%err, %topic, failures, "Cannot take an MQTT message now; keeping it unacked and retrying");
                 tokio::select! {
-                    () = shutdown.cancelled() => return,
+                    () = shutdown.cancelled() => return false,
                     () = tokio::time::sleep(backoff(failures)) => {}
                 }
             }
