@@ -190,12 +190,13 @@ async function main() {
     // 4. The device page's live chart receives points over Socket.IO.
     await row.locator('a.device-link').click();
     await page.waitForSelector('#device-name');
-    const tile = page.locator('.tile[data-metric="cpu.usage_pct"] .spark');
-    await tile.waitFor({ timeout: 30_000 });
+    await page.locator('.tile').first().waitFor({ timeout: 30_000 });
+    const metric = await page.locator('.tile').first().getAttribute('data-metric');
+    const tile = page.locator(`.tile[data-metric="${metric}"] .spark`);
     const points = async () => Number((await tile.getAttribute('data-points')) ?? 0);
     const before = await points();
     await until('the live chart to receive points over Socket.IO', async () => (await points()) >= before + 4, 30);
-    log(`live chart grew from ${before} to ${await points()} points`);
+    log(`live chart of ${metric} grew from ${before} to ${await points()} points`);
     await page.waitForSelector('#history-chart .uplot');
     await page.click('button[data-range="24 h"]');
     await until('the 24 h history', async () => /buckets of 5m/.test((await page.textContent('#forecast-note')) ?? ''), 15);

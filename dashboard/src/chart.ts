@@ -69,6 +69,10 @@ export class Chart {
     this.observer.observe(el);
   }
 
+  get metric(): string {
+    return this.options.metric;
+  }
+
   get points(): number {
     return this.xs.length;
   }

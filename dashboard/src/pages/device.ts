@@ -209,10 +209,11 @@ export function mountDevice(root: HTMLElement, id: string): () => void {
       return;
     }
     if (disposed) return;
-    replace(tilesEl);
+    // Tiles made by telemetry that arrived meanwhile stay; only the loading state goes.
+    tilesEl.querySelectorAll(':scope > .state').forEach((el) => el.remove());
     const ordered = order(names);
     setMetricOptions(ordered);
-    if (ordered.length === 0) {
+    if (ordered.length === 0 && tiles.size === 0) {
       tilesEl.appendChild(
         empty('No readings yet. Charts appear as soon as the device sends its first batch.'),
       );
@@ -235,7 +236,7 @@ export function mountDevice(root: HTMLElement, id: string): () => void {
         () => undefined,
       );
     }
-    pickMetric(selected ?? ordered[0]);
+    if (!selected && ordered.length) pickMetric(ordered[0]);
   }
 
   function setMetricOptions(names: string[]): void {
@@ -266,12 +267,10 @@ export function mountDevice(root: HTMLElement, id: string): () => void {
 
   function onTelemetry(event: live.TelemetryEvent): void {
     const names = order(Object.keys(event.metrics));
-    if (metricSelect.options.length === 0) {
-      // The first batch of a new device: build the page's charts from it.
-      replace(tilesEl);
-      setMetricOptions(names);
-      pickMetric(names[0]);
-    } else setMetricOptions(names);
+    tilesEl.querySelectorAll(':scope > .state').forEach((el) => el.remove());
+    setMetricOptions(names);
+    // The first batch of a new device: the history follows its first metric.
+    if (!selected && names.length) pickMetric(names[0]);
     for (const name of names) {
       let tile = tiles.get(name);
       if (!tile && tiles.size < MAX_TILES) tile = addTile(name);
@@ -323,6 +322,7 @@ export function mountDevice(root: HTMLElement, id: string): () => void {
         api.history(id, { ...window, agg: 'count' }, request.signal),
       ]);
       if (disposed || request.signal.aborted) return;
+      if (historyChart && historyChart.metric !== metric) dropHistoryChart();
       if (!historyChart) {
         replace(historyEl);
         historyChart = new Chart(historyEl, { metric, height: 260 });
@@ -336,8 +336,7 @@ export function mountDevice(root: HTMLElement, id: string): () => void {
         : `No ${metric} readings in the last ${range.label}.`;
     } catch (err) {
       if (disposed || request.signal.aborted) return;
-      historyChart?.destroy();
-      historyChart = null;
+      dropHistoryChart();
       replace(historyEl, failure(err, () => void loadHistory()));
       historyNote.textContent = '';
       return;
@@ -352,6 +351,13 @@ export function mountDevice(root: HTMLElement, id: string): () => void {
     } catch (err) {
       if (!disposed && !request.signal.aborted) historyNote.textContent += ` · forecast unavailable: ${errorText(err)}`;
     }
+  }
+
+  function dropHistoryChart(): void {
+    if (!historyChart) return;
+    historyChart.destroy();
+    charts.splice(charts.indexOf(historyChart), 1);
+    historyChart = null;
   }
 
   /** One cell per bucket: reporting (readings arrived) or silent. */
