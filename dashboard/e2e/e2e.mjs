@@ -147,7 +147,7 @@ async function main() {
     await page.fill('input[name=password]', PASSWORD);
     await page.click('button[type=submit]');
     await page.waitForSelector('h1:text("Fleet")');
-    await page.waitForSelector('table.fleet[data-complete], .state.empty');
+    await page.waitForSelector('.fleet[data-complete], .state.empty');
     log('signed in; fleet page shown');
     await shot(page, '03-fleet');
 
@@ -167,7 +167,7 @@ async function main() {
     }
     log(`device ${name} created; enrollment line shown`);
     await page.click('dialog button.primary');
-    const row = page.locator('tr', { has: page.locator(`a:text-is("${name}")`) });
+    const row = page.locator('.fleet-row', { has: page.locator(`a:text-is("${name}")`) });
     await row.waitFor();
     if ((await row.locator('.badge').getAttribute('data-status')) !== 'never_seen') throw new Error('a new device is not "never seen"');
 
@@ -199,7 +199,7 @@ async function main() {
     log(`live chart of ${metric} grew from ${before} to ${await points()} points`);
     await page.waitForSelector('#history-chart .uplot');
     await page.click('button[data-range="24 h"]');
-    await until('the 24 h history', async () => /buckets of 5m/.test((await page.textContent('#forecast-note')) ?? ''), 15);
+    await until('the 24 h history', async () => / of 5m /.test((await page.textContent('#forecast-note')) ?? ''), 15);
     await page.click('button[data-range="1 h"]');
     await shot(page, '07-device-live');
 
@@ -222,7 +222,7 @@ async function main() {
     phone.on('pageerror', (err) => pageErrors.push(err.message));
     await phone.setViewportSize({ width: 375, height: 740 });
     await phone.goto(`${BASE}/#/fleet`);
-    await phone.waitForSelector('table.fleet[data-complete]');
+    await phone.waitForSelector('.fleet[data-complete]');
     await shot(phone, '09-phone-fleet');
     await phone.goto(`${BASE}/#/devices/${deviceId}`);
     await phone.waitForSelector('.tile .spark[data-points]');
@@ -235,7 +235,7 @@ async function main() {
     await page.click('#delete-device');
     await page.click('dialog button.danger');
     await page.waitForSelector('h1:text("Fleet")');
-    await page.waitForSelector('table.fleet[data-complete], .state.empty');
+    await page.waitForSelector('.fleet[data-complete], .state.empty');
     if (await page.locator(`a:text-is("${name}")`).count()) throw new Error('the deleted device is still listed');
     await shot(page, '11-fleet-after-delete');
     runner.kill('SIGTERM');
@@ -276,14 +276,14 @@ async function measureFleet(context) {
   for (let run = 0; run < 5; run++) {
     await page.goto('about:blank');
     await page.goto(`${BASE}/#/fleet`);
-    await page.waitForFunction((n) => Number(document.querySelector('table.fleet')?.getAttribute('data-complete') ?? 0) >= n, FLEET_SIZE, {
+    await page.waitForFunction((n) => Number(document.querySelector('.fleet')?.getAttribute('data-complete') ?? 0) >= n, FLEET_SIZE, {
       polling: 'raf',
       timeout: 30_000,
     });
     // Milliseconds since the navigation started, when every row is in the page.
     runs.push(Math.round(await page.evaluate(() => performance.now())));
   }
-  const rows = await page.locator('table.fleet tbody tr').count();
+  const rows = await page.locator('.fleet-rows .fleet-row').count();
   await shot(page, '12-fleet-1000');
   await page.close();
   const sorted = [...runs].sort((a, b) => a - b);

@@ -20,6 +20,7 @@ export class Chart {
   private xs: number[] = [];
   private ys: (number | null)[] = [];
   private forecast: { xs: number[]; mean: number[]; lo: number[]; hi: number[] } | null = null;
+  private window: [number, number] | null = null;
   private observer: ResizeObserver;
   private pending = false;
 
@@ -38,7 +39,17 @@ export class Chart {
         height: options.height,
         legend: { show: !compact },
         cursor: { show: !compact, drag: { x: true, y: false } },
-        scales: { x: { time: true } },
+        scales: {
+          x: {
+            time: true,
+            // The chosen window, widened to the data (live points, a forecast past `to`).
+            range: (_u, min, max) => {
+              const w = this.window;
+              if (!w) return min === max ? [min - 60, max + 60] : [min, max];
+              return [Math.min(w[0], min ?? w[0]), Math.max(w[1], max ?? w[1])];
+            },
+          },
+        },
         axes: compact
           ? [{ show: false }, { show: false }]
           : [
@@ -67,6 +78,7 @@ export class Chart {
       if (width > 0 && Math.abs(width - this.plot.width) > 1) this.plot.setSize({ width, height: options.height });
     });
     this.observer.observe(el);
+    el.classList.add('no-forecast');
   }
 
   get metric(): string {
@@ -75,6 +87,11 @@ export class Chart {
 
   get points(): number {
     return this.xs.length;
+  }
+
+  /** Shows at least this time window (ms since the epoch), whatever the data covers. */
+  setWindow(from: number, to: number): void {
+    this.window = [from / 1000, to / 1000];
   }
 
   /** Replaces the history: `[iso time, value]` pairs, oldest first. */
@@ -115,6 +132,7 @@ export class Chart {
           hi: points.map((p) => p[3]),
         }
       : null;
+    this.el.classList.toggle('no-forecast', this.forecast === null);
     this.redraw();
   }
 

@@ -51,6 +51,8 @@ function connect(): Socket {
   socket = io('/live', {
     path: '/socket.io/',
     auth: (cb) => cb({ token: accessToken() ?? '' }),
+    // WebSocket first (one request instead of a polling handshake); polling when it fails.
+    transports: ['websocket', 'polling'],
     reconnectionDelayMax: 10_000,
   });
   socket.on('connect', () => {

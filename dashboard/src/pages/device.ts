@@ -328,11 +328,12 @@ export function mountDevice(root: HTMLElement, id: string): () => void {
         historyChart = new Chart(historyEl, { metric, height: 260 });
         charts.push(historyChart);
       }
+      historyChart.setWindow(from.getTime(), to.getTime());
       historyChart.setPoints(avg.points);
       renderTimeline(count.points);
       historyEl.removeAttribute('aria-busy');
       historyNote.textContent = avg.points.length
-        ? `${avg.points.length} buckets of ${range.step} (average)`
+        ? `${avg.points.length} bucket${avg.points.length === 1 ? '' : 's'} of ${range.step} (average)`
         : `No ${metric} readings in the last ${range.label}.`;
     } catch (err) {
       if (disposed || request.signal.aborted) return;

@@ -35,12 +35,16 @@ export function mountFleet(
   const filters = new URLSearchParams();
   for (const key of FILTERS) if (initial.get(key)) filters.set(key, initial.get(key)!);
 
-  const rows = new Map<string, { row: HTMLTableRowElement; device: Device }>();
-  const tbody = h('tbody', {});
+  // A grid of rows rather than a <table>: rows below the fold skip layout and paint
+  // (`content-visibility: auto`), which keeps a 1,000-device fleet fast; ARIA roles keep it a
+  // table for assistive technology.
+  const rows = new Map<string, { row: HTMLElement; device: Device }>();
+  const tbody = h('div', { role: 'rowgroup', class: 'fleet-rows' });
+  const header = (text: string, cls?: string) => h('span', { role: 'columnheader', class: cls }, text);
   const table = h(
-    'table',
-    { class: 'fleet', 'aria-label': 'Devices' },
-    h('thead', {}, h('tr', {}, h('th', {}, 'Name'), h('th', {}, 'Status'), h('th', {}, 'Last seen'), h('th', {}, 'Kind'), h('th', {}, 'Tags'), h('th', { class: 'actions-col' }, ''))),
+    'div',
+    { class: 'fleet', role: 'table', 'aria-label': 'Devices' },
+    h('div', { role: 'rowgroup' }, h('div', { role: 'row', class: 'fleet-row fleet-head' }, header('Name'), header('Status'), header('Last seen'), header('Kind'), header('Tags'), header('', 'actions-col'))),
     tbody,
   );
   const body = h('div', { class: 'fleet-body' });
@@ -90,18 +94,18 @@ export function mountFleet(
   const filterBar = h('div', { class: 'filters' }, search, status, tag, kind);
   replace(root, toolbar, filterBar, body);
 
-  function row(device: Device): HTMLTableRowElement {
+  function row(device: Device): HTMLElement {
     const tr = h(
-      'tr',
-      { 'data-id': device.id },
-      h('td', { 'data-label': 'Name' }, h('a', { href: `#/devices/${device.id}`, class: 'device-link' }, device.name)),
-      h('td', { 'data-label': 'Status', class: 'status-cell' }, statusBadge(device.status)),
-      h('td', { 'data-label': 'Last seen', class: 'seen-cell', title: timeText(device.last_seen_at) }, ago(device.last_seen_at)),
-      h('td', { 'data-label': 'Kind' }, device.kind ?? ''),
-      h('td', { 'data-label': 'Tags' }, device.tags.map((t) => h('span', { class: 'tag' }, t))),
+      'div',
+      { role: 'row', class: 'fleet-row', 'data-id': device.id },
+      h('span', { role: 'cell', 'data-label': 'Name' }, h('a', { href: `#/devices/${device.id}`, class: 'device-link' }, device.name)),
+      h('span', { role: 'cell', 'data-label': 'Status', class: 'status-cell' }, statusBadge(device.status)),
+      h('span', { role: 'cell', 'data-label': 'Last seen', class: 'seen-cell', title: timeText(device.last_seen_at) }, ago(device.last_seen_at)),
+      h('span', { role: 'cell', 'data-label': 'Kind' }, device.kind ?? ''),
+      h('span', { role: 'cell', 'data-label': 'Tags' }, device.tags.map((t) => h('span', { class: 'tag' }, t))),
       h(
-        'td',
-        { class: 'actions-col' },
+        'span',
+        { role: 'cell', class: 'actions-col' },
         h('button', { type: 'button', class: 'link', onclick: () => void editDevice(device.id) }, 'Edit'),
         h('button', { type: 'button', class: 'link danger', onclick: () => void remove(device.id) }, 'Delete'),
       ),
@@ -120,21 +124,21 @@ export function mountFleet(
     table.removeAttribute('data-complete');
     replace(body, loading('devices'));
     count.textContent = '';
-    let cursor: string | null = null;
+    const fetchPage = (cursor: string | null) =>
+      api.listDevices({ ...Object.fromEntries(filters), limit: PAGE, cursor }, mine.signal);
     try {
-      do {
-        const page: api.Page<Device> = await api.listDevices(
-          { ...Object.fromEntries(filters), limit: PAGE, cursor },
-          mine.signal,
-        );
+      let next: Promise<api.Page<Device>> | null = fetchPage(null);
+      while (next) {
+        const page: api.Page<Device> = await next;
         if (mine.signal.aborted) return;
+        // Ask for the next page before rendering this one: the request overlaps the rendering.
+        next = page.next_cursor ? fetchPage(page.next_cursor) : null;
         const fragment = document.createDocumentFragment();
         for (const device of page.items) fragment.appendChild(row(device));
         tbody.appendChild(fragment);
         if (rows.size > 0 && !table.isConnected) replace(body, table);
         count.textContent = `${rows.size} device${rows.size === 1 ? '' : 's'}${page.next_cursor ? '…' : ''}`;
-        cursor = page.next_cursor;
-      } while (cursor);
+      }
     } catch (err) {
       if ((err as Error).name === 'AbortError' || mine.signal.aborted) return;
       replace(body, failure(err, () => void load()));
