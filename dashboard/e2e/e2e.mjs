@@ -231,6 +231,20 @@ async function main() {
     if (overflow > 2) throw new Error(`the device page is ${overflow}px wider than a 375 px screen`);
     await phone.close();
 
+    // Sessions: an access token the services refuse is refreshed transparently (the page loads
+    // and goes live); a refresh token they refuse too sends the user to sign in.
+    const session = () => page.evaluate(() => JSON.parse(localStorage.getItem('edgewatch.session') ?? 'null'));
+    await page.evaluate(() => {
+      const s = JSON.parse(localStorage.getItem('edgewatch.session'));
+      localStorage.setItem('edgewatch.session', JSON.stringify({ ...s, access_token: 'not-a-valid-token' }));
+    });
+    await page.reload();
+    await page.waitForSelector('#config-versions[data-latest]');
+    await until('the live link after the refresh', async () => (await page.getAttribute('.link-state', 'data-state')) === 'live', 20);
+    const refreshed = await session();
+    if (!refreshed || refreshed.access_token === 'not-a-valid-token') throw new Error('the refused access token was not refreshed');
+    log('a refused access token was refreshed transparently (page loaded, live link up)');
+
     // 6. Delete the device; its agent is refused.
     await page.click('#delete-device');
     await page.click('dialog button.danger');
@@ -248,6 +262,20 @@ async function main() {
     runner.kill('SIGTERM');
     await exited(runner);
     log('device deleted: its secret is refused (401) and its agent logs "HTTP 401"');
+
+    // A session the server ends (both tokens refused) goes back to sign in.
+    await page.evaluate(() => {
+      const s = JSON.parse(localStorage.getItem('edgewatch.session'));
+      localStorage.setItem('edgewatch.session', JSON.stringify({ ...s, access_token: 'dead', refresh_token: 'dead' }));
+    });
+    await page.reload();
+    await page.waitForSelector('form[aria-label="Sign in"]');
+    if (await session()) throw new Error('a dead session was kept');
+    log('a session whose refresh is refused is sent to sign in');
+    await page.fill('input[name=email]', EMAIL);
+    await page.fill('input[name=password]', PASSWORD);
+    await page.click('button[type=submit]');
+    await page.waitForSelector('.fleet[data-complete], .state.empty');
 
     // 7. The fleet page with FLEET_SIZE devices: time to the last row.
     if (FLEET_SIZE > 0) await measureFleet(context);

@@ -43,10 +43,16 @@ export class Chart {
           x: {
             time: true,
             // The chosen window, widened to the data (live points, a forecast past `to`).
+            // (uPlot's own min/max for one point spans years, so the extents are ours.)
             range: (_u, min, max) => {
+              const xs = this.xs;
+              const fx = this.forecast?.xs ?? [];
+              const first = Math.min(xs[0] ?? Infinity, fx[0] ?? Infinity);
+              const last = Math.max(xs[xs.length - 1] ?? -Infinity, fx[fx.length - 1] ?? -Infinity);
               const w = this.window;
-              if (!w) return min === max ? [min - 60, max + 60] : [min, max];
-              return [Math.min(w[0], min ?? w[0]), Math.max(w[1], max ?? w[1])];
+              if (w) return [Math.min(w[0], first), Math.max(w[1], last)];
+              if (!Number.isFinite(first)) return [min, max];
+              return first === last ? [first - 60, last + 60] : [first, last];
             },
           },
         },
@@ -63,7 +69,7 @@ export class Chart {
             ],
         series: [
           {},
-          { label: options.metric, stroke: line, width: 1.5, value, spanGaps: false, points: { show: false } },
+          { label: options.metric, stroke: line, width: 1.5, value, spanGaps: false, points: compact ? { show: false } : {} },
           { label: 'forecast', stroke: muted, dash: [6, 4], width: 1.5, value, points: { show: false } },
           { label: 'lo', stroke: 'transparent', value, points: { show: false } },
           { label: 'hi', stroke: 'transparent', value, points: { show: false } },

@@ -5,7 +5,7 @@
 // pages register; a page removes its handlers when it is left.
 
 import { io, type Socket } from 'socket.io-client';
-import { accessToken } from './api';
+import { accessToken, refresh } from './api';
 
 export interface TelemetryEvent {
   device_id: string;
@@ -30,6 +30,7 @@ const telemetryHandlers = new Set<(event: TelemetryEvent) => void>();
 const statusHandlers = new Set<(event: StatusEvent) => void>();
 const stateHandlers = new Set<(state: LinkState, why?: string) => void>();
 let state: LinkState = 'down';
+let retryDelay = 1_000;
 
 function setState(next: LinkState, why?: string): void {
   state = next;
@@ -56,11 +57,24 @@ function connect(): Socket {
     reconnectionDelayMax: 10_000,
   });
   socket.on('connect', () => {
+    retryDelay = 1_000;
     setState('live');
     if (fleetWanted > 0) void emit('subscribe_fleet', {});
     for (const id of devicesWanted.keys()) void emit('subscribe', { device_id: id });
   });
-  socket.on('connect_error', (err) => setState('down', err.message));
+  socket.on('connect_error', (err) => {
+    setState('down', err.message);
+    // The server refused the handshake (a token that expired or was revoked): Socket.IO does not
+    // retry that by itself. Refresh the session and connect again, backing off; a refresh that
+    // fails ends the session, which closes this link.
+    const s = socket;
+    if (s && !s.active) {
+      window.setTimeout(async () => {
+        if (socket === s && (await refresh())) s.connect();
+      }, retryDelay);
+      retryDelay = Math.min(retryDelay * 2, 30_000);
+    }
+  });
   socket.on('disconnect', () => setState('connecting'));
   socket.on('telemetry', (event: TelemetryEvent) => telemetryHandlers.forEach((handler) => handler(event)));
   socket.on('status', (event: StatusEvent) => statusHandlers.forEach((handler) => handler(event)));
