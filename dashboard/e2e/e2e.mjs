@@ -67,9 +67,9 @@ const log = (message) => console.log(`[e2e ${((Date.now() - started) / 1000).toF
 const processes = [];
 const pageErrors = [];
 
-async function shot(page, name) {
+async function shot(page, name, fullPage = true) {
   const file = path.join(SHOTS, `${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
+  await page.screenshot({ path: file, fullPage });
 }
 
 async function until(what, check, seconds = 30, every = 250) {
@@ -312,7 +312,7 @@ async function measureFleet(context) {
     runs.push(Math.round(await page.evaluate(() => performance.now())));
   }
   const rows = await page.locator('.fleet-rows .fleet-row').count();
-  await shot(page, '12-fleet-1000');
+  await shot(page, '12-fleet-1000', false);
   await page.close();
   const sorted = [...runs].sort((a, b) => a - b);
   const median = sorted[Math.floor(sorted.length / 2)];
