@@ -154,6 +154,9 @@ async function main() {
     // 2. Create a device; the enrollment line is shown once.
     const name = `e2e-${randomBytes(3).toString('hex')}`;
     await page.click('#new-device');
+    // An empty name is refused with the field named, before anything is sent.
+    await page.click('dialog button[type=submit]');
+    await page.waitForSelector('dialog .field-error');
     await page.fill('dialog input[name=name]', name);
     await page.fill('dialog input[name=kind]', 'e2e-host');
     await page.fill('dialog input[name=tags]', 'e2e, browser');
@@ -170,6 +173,16 @@ async function main() {
     const row = page.locator('.fleet-row', { has: page.locator(`a:text-is("${name}")`) });
     await row.waitFor();
     if ((await row.locator('.badge').getAttribute('data-status')) !== 'never_seen') throw new Error('a new device is not "never seen"');
+    // Search narrows the list on the server (`q`), and is kept in the address.
+    await page.fill('input[name=q]', name);
+    await until('the search to narrow the fleet', async () => (await page.getAttribute('.fleet[data-complete]', 'data-complete')) === '1' && page.url().includes(`q=${name}`), 10);
+    await page.fill('input[name=q]', '');
+    // Edit: a tag added in the dialog shows in the row.
+    await row.locator('button:text("Edit")').click();
+    await page.fill('dialog input[name=tags]', 'e2e, browser, edited');
+    await page.click('dialog button[type=submit]');
+    await row.locator('.tag:text-is("edited")').waitFor();
+    log('search narrows the fleet; editing a device updates its row');
 
     // 3. Enroll a real agent with exactly the shown line, then run it.
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgewatch-e2e-agent-'));
@@ -200,6 +213,8 @@ async function main() {
     await page.waitForSelector('#history-chart .uplot');
     await page.click('button[data-range="24 h"]');
     await until('the 24 h history', async () => / of 5m /.test((await page.textContent('#forecast-note')) ?? ''), 15);
+    const note = (await page.textContent('#forecast-note')) ?? '';
+    if (!/no forecast|forecast:/.test(note)) throw new Error(`the forecast state is not shown: "${note}"`);
     await page.click('button[data-range="1 h"]');
     await shot(page, '07-device-live');
 

@@ -94,7 +94,17 @@ export function mountFleet(
   const filterBar = h('div', { class: 'filters' }, search, status, tag, kind);
   replace(root, toolbar, filterBar, body);
 
+  // Status pushes heard while a list request was in flight are newer than its answer: they are
+  // applied to the rows it brings, or a device could show a stale status until the next push.
+  const heard = new Map<string, { event: live.StatusEvent; at: number }>();
+  let loadStarted = 0;
+
   function row(device: Device): HTMLElement {
+    const recent = heard.get(device.id);
+    if (recent && recent.at >= loadStarted) {
+      device.status = recent.event.status;
+      if (recent.event.status === 'online') device.last_seen_at = recent.event.ts;
+    }
     const tr = h(
       'div',
       { role: 'row', class: 'fleet-row', 'data-id': device.id },
@@ -120,6 +130,7 @@ export function mountFleet(
     const mine = new AbortController();
     controller = mine;
     rows.clear();
+    loadStarted = Date.now();
     replace(tbody);
     table.removeAttribute('data-complete');
     replace(body, loading('devices'));
@@ -204,6 +215,7 @@ export function mountFleet(
   }
 
   const stopLive = live.watchFleet((event) => {
+    heard.set(event.device_id, { event, at: Date.now() });
     const entry = rows.get(event.device_id);
     if (!entry) return;
     entry.device.status = event.status;
