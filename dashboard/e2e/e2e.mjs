@@ -66,6 +66,7 @@ const started = Date.now();
 const log = (message) => console.log(`[e2e ${((Date.now() - started) / 1000).toFixed(1)}s] ${message}`);
 const processes = [];
 const pageErrors = [];
+const tempDirs = [];
 
 async function shot(page, name, fullPage = true) {
   const file = path.join(SHOTS, `${name}.png`);
@@ -186,6 +187,7 @@ async function main() {
 
     // 3. Enroll a real agent with exactly the shown line, then run it.
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgewatch-e2e-agent-'));
+    tempDirs.push(dataDir);
     const enroll = agent(['--data-dir', dataDir, ...words.slice(1)], 'enroll');
     const enrollCode = await exited(enroll);
     if (enrollCode !== 0) throw new Error(`edgewatch-agent enroll exited ${enrollCode}:\n${enroll.output}`);
@@ -341,6 +343,7 @@ async function measureFleet(context) {
 
 try {
   await main();
+  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
   log(`PASS; screenshots in ${SHOTS}`);
   process.exitCode = 0;
 } catch (err) {

@@ -7,7 +7,8 @@
 //
 // Usage: node e2e/stack.mjs --bin-dir TARGET/debug [--static-dir dist] [--state FILE] [--port N]
 // The servers come from `scripts/services.sh env` (EDGEWATCH_TEST_AMQP_URL, _AMQP_ADMIN_URL,
-// _MQTT_URL). Logs of each service go to <tmp dir>/<service>.log (printed at start).
+// _MQTT_URL). Logs of each service go to <tmp dir>/<service>.log (printed at start); the
+// directory is removed at stop unless EDGEWATCH_KEEP_STACK is set.
 
 import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -194,6 +195,8 @@ export async function startStack(options) {
     for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
     await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : null)));
     await bus.drop();
+    // The databases and logs go too, unless asked to keep them for a look.
+    if (!process.env.EDGEWATCH_KEEP_STACK) fs.rmSync(dir, { recursive: true, force: true });
   };
   return { state, stop };
 }
