@@ -238,14 +238,18 @@ async function main() {
     const phone = await context.newPage();
     phone.on('pageerror', (err) => pageErrors.push(err.message));
     await phone.setViewportSize({ width: 375, height: 740 });
+    const tooWide = async (what) => {
+      const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      if (overflow > 2) throw new Error(`the ${what} is ${overflow}px wider than a 375 px screen`);
+    };
     await phone.goto(`${BASE}/#/fleet`);
     await phone.waitForSelector('.fleet[data-complete]');
     await shot(phone, '09-phone-fleet');
+    await tooWide('fleet page');
     await phone.goto(`${BASE}/#/devices/${deviceId}`);
     await phone.waitForSelector('.tile .spark[data-points]');
     await shot(phone, '10-phone-device');
-    const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    if (overflow > 2) throw new Error(`the device page is ${overflow}px wider than a 375 px screen`);
+    await tooWide('device page');
     await phone.close();
 
     // Sessions: an access token the services refuse is refreshed transparently (the page loads
@@ -294,6 +298,22 @@ async function main() {
     await page.click('button[type=submit]');
     await page.waitForSelector('.fleet[data-complete], .state.empty');
 
+    // Register a second account (a user): it sees its own, empty fleet; then sign out.
+    const other = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const fresh = await other.newPage();
+    fresh.on('pageerror', (err) => pageErrors.push(err.message));
+    await fresh.goto(`${BASE}/#/register`);
+    await fresh.fill('input[name=name]', 'E2E User');
+    await fresh.fill('input[name=email]', `user-${randomBytes(4).toString('hex')}@example.com`);
+    await fresh.fill('input[name=password]', `pw-${randomBytes(12).toString('hex')}`);
+    await fresh.click('button[type=submit]');
+    await fresh.waitForSelector('.state.empty:has-text("No devices yet")');
+    await shot(fresh, '12-new-user-empty-fleet');
+    await fresh.click('#sign-out');
+    await fresh.waitForSelector('form[aria-label="Sign in"]');
+    await other.close();
+    log('a registered user sees an empty fleet (empty state) and signs out');
+
     // 7. The fleet page with FLEET_SIZE devices: time to the last row.
     if (FLEET_SIZE > 0) await measureFleet(context);
   } finally {
@@ -329,7 +349,7 @@ async function measureFleet(context) {
     runs.push(Math.round(await page.evaluate(() => performance.now())));
   }
   const rows = await page.locator('.fleet-rows .fleet-row').count();
-  await shot(page, '12-fleet-1000', false);
+  await shot(page, '13-fleet-1000', false);
   await page.close();
   const sorted = [...runs].sort((a, b) => a - b);
   const median = sorted[Math.floor(sorted.length / 2)];
