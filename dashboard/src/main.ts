@@ -15,6 +15,8 @@ export type Cleanup = () => void;
 
 const root = document.getElementById('app')!;
 let cleanup: Cleanup | null = null;
+/** Set while the user signs out, so the end of the session is not reported as an expiry. */
+let signingOut = false;
 
 interface Route {
   path: string[];
@@ -61,12 +63,14 @@ function shell(content: HTMLElement): HTMLElement {
         class: 'link',
         id: 'sign-out',
         onclick: async () => {
+          signingOut = true;
           try {
             await api.logout();
           } catch {
             // The local session is gone either way.
           }
           live.disconnect();
+          signingOut = false;
           navigate('#/login');
         },
       },
@@ -115,7 +119,7 @@ function render(): void {
 api.onSessionChange((signedIn) => {
   if (!signedIn) {
     live.disconnect();
-    if (!currentRoute().path[0]?.match(/^(login|register)$/)) {
+    if (!signingOut && !currentRoute().path[0]?.match(/^(login|register)$/)) {
       toast('Your session ended; please sign in again.', 'error');
       render();
     }
