@@ -250,6 +250,24 @@ async function main() {
     await phone.waitForSelector('.tile .spark[data-points]');
     await shot(phone, '10-phone-device');
     await tooWide('device page');
+    // The forecast overlay and its band. Until monitoring serves forecasts, the answer comes
+    // from the test (in API.md's shape) when the server has none; a real one is used as is.
+    await phone.setViewportSize({ width: 1280, height: 900 });
+    await phone.route('**/api/v1/forecast/**', async (route) => {
+      const real = await route.fetch();
+      if (real.status() !== 404) return route.fulfill({ response: real });
+      const now = Date.now();
+      const points = Array.from({ length: 12 }, (_, i) => {
+        const ts = new Date(now + (i + 1) * 5 * 60_000).toISOString();
+        return [ts, 50 + i, 40 + i, 60 + i];
+      });
+      await route.fulfill({ json: { model: 'e2e-stand-in', trained_on: null, mae_backtest: 1.5, points } });
+    });
+    await phone.reload();
+    await until('the forecast overlay', async () => /forecast: /.test((await phone.textContent('#forecast-note')) ?? ''), 15);
+    if (await phone.locator('#history-chart.no-forecast').count()) throw new Error('the forecast series is not shown');
+    await shot(phone, '11-device-forecast-overlay');
+    await phone.unroute('**/api/v1/forecast/**');
     await phone.close();
 
     // Sessions: an access token the services refuse is refreshed transparently (the page loads
@@ -272,7 +290,7 @@ async function main() {
     await page.waitForSelector('h1:text("Fleet")');
     await page.waitForSelector('.fleet[data-complete], .state.empty');
     if (await page.locator(`a:text-is("${name}")`).count()) throw new Error('the deleted device is still listed');
-    await shot(page, '11-fleet-after-delete');
+    await shot(page, '12-fleet-after-delete');
     runner.kill('SIGTERM');
     await exited(runner);
     const direct = await fetch(`${BASE}/api/v1/devices/${deviceId}/config/current`, { headers: { authorization: `Bearer ${credentials.device_secret}` } });
@@ -308,7 +326,7 @@ async function main() {
     await fresh.fill('input[name=password]', `pw-${randomBytes(12).toString('hex')}`);
     await fresh.click('button[type=submit]');
     await fresh.waitForSelector('.state.empty:has-text("No devices yet")');
-    await shot(fresh, '12-new-user-empty-fleet');
+    await shot(fresh, '13-new-user-empty-fleet');
     await fresh.click('#sign-out');
     await fresh.waitForSelector('form[aria-label="Sign in"]');
     await other.close();
@@ -349,7 +367,7 @@ async function measureFleet(context) {
     runs.push(Math.round(await page.evaluate(() => performance.now())));
   }
   const rows = await page.locator('.fleet-rows .fleet-row').count();
-  await shot(page, '13-fleet-1000', false);
+  await shot(page, '14-fleet-1000', false);
   await page.close();
   const sorted = [...runs].sort((a, b) => a - b);
   const median = sorted[Math.floor(sorted.length / 2)];
