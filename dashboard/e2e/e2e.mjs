@@ -200,6 +200,14 @@ async function main() {
     // The fleet row turns online by itself (Socket.IO fleet status).
     await until('the fleet row to turn online', async () => (await row.locator('.badge').getAttribute('data-status')) === 'online', 30);
     log('fleet row shows the device online (live status)');
+    // The status filter: online keeps it, never seen leaves nothing (and says so).
+    await page.selectOption('select[name=status]', 'online');
+    await until('the online filter', async () => page.url().includes('status=online') && (await page.locator('.fleet[data-complete]').count()) === 1 && (await row.count()) === 1, 10);
+    await page.fill('input[name=q]', name);
+    await page.selectOption('select[name=status]', 'never_seen');
+    await page.waitForSelector('.state.empty:has-text("No device matches")');
+    await page.click('.state.empty button:text("Clear filters")');
+    await row.waitFor();
     await shot(page, '06-fleet-device-online');
 
     // 4. The device page's live chart receives points over Socket.IO.
