@@ -4,6 +4,7 @@
 // time with gaps (null) where a series has no point. Charts follow their container's width.
 
 import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
 import { formatValue } from './ui';
 
 export interface ChartOptions {

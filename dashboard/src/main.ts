@@ -2,14 +2,12 @@
 // so any static file server can serve it with no fallback rule; the app shell (top bar, link
 // state, sign-out); and the session guard that sends a signed-out user to sign in and back.
 
-import 'uplot/dist/uPlot.min.css';
 import './style.css';
 import * as api from './api';
 import * as live from './live';
-import { h, replace, toast } from './ui';
+import { failure, h, replace, toast } from './ui';
 import { mountLogin } from './pages/login';
 import { mountFleet } from './pages/fleet';
-import { mountDevice } from './pages/device';
 
 export type Cleanup = () => void;
 
@@ -103,7 +101,20 @@ function render(): void {
   }
   const content = h('main', {});
   if (first === 'devices' && second) {
-    cleanup = mountDevice(content, second);
+    // The device page (and uPlot) load on first use: the fleet page starts without them.
+    let stop: Cleanup | null = null;
+    let left = false;
+    replace(content, h('div', { class: 'state loading' }, 'Loading…'));
+    import('./pages/device').then(
+      ({ mountDevice }) => {
+        if (!left) stop = mountDevice(content, second);
+      },
+      (err) => replace(content, failure(err, () => window.location.reload())),
+    );
+    cleanup = () => {
+      left = true;
+      stop?.();
+    };
   } else if (!first || first === 'fleet') {
     cleanup = mountFleet(content, route.params, (params) => {
       // Keep filters in the address so reload and back keep them, without re-rendering.
