@@ -143,8 +143,12 @@ export function mountFleet(
     table.removeAttribute('data-complete');
     replace(body, loading('devices'));
     count.textContent = '';
-    const fetchPage = (cursor: string | null) =>
-      api.listDevices({ ...Object.fromEntries(filters), limit: PAGE, cursor }, mine.signal);
+    const fetchPage = (cursor: string | null) => {
+      const request = api.listDevices({ ...Object.fromEntries(filters), limit: PAGE, cursor }, mine.signal);
+      // A prefetch abandoned by a newer load must not surface as an unhandled rejection.
+      request.catch(() => undefined);
+      return request;
+    };
     try {
       let next: Promise<api.Page<Device>> | null = fetchPage(null);
       while (next) {
