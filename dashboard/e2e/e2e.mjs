@@ -364,7 +364,7 @@ async function measureFleet(context) {
   const runs = [];
   const page = await context.newPage();
   page.on('pageerror', (err) => pageErrors.push(err.message));
-  for (let run = 0; run < 5; run++) {
+  for (let run = 0; run < 7; run++) {
     await page.goto('about:blank');
     await page.goto(`${BASE}/#/fleet`);
     await page.waitForFunction((n) => Number(document.querySelector('.fleet')?.getAttribute('data-complete') ?? 0) >= n, FLEET_SIZE, {
