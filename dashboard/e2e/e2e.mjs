@@ -48,7 +48,9 @@ function parseArgs() {
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--help' || argv[i] === '-h') {
-      console.log(fs.readFileSync(new URL(import.meta.url), 'utf8').split('\n').slice(1, 27).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
+      const text = fs.readFileSync(new URL(import.meta.url), 'utf8').split('\n');
+      // The header comment is the help.
+      console.log(text.slice(1, text.findIndex((l, i) => i > 0 && !l.startsWith('//'))).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
       process.exit(0);
     }
     if (!argv[i].startsWith('--') || argv[i + 1] === undefined) usage(`unexpected argument ${argv[i]}`);

@@ -27,7 +27,9 @@ function args() {
   for (let i = 0; i < argv.length; i++) {
     const key = argv[i];
     if (key === '--help' || key === '-h') {
-      console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 12).join('\n'));
+      const text = fs.readFileSync(new URL(import.meta.url), 'utf8').split('\n');
+      // The header comment is the help.
+      console.log(text.slice(1, text.findIndex((l, i) => i > 0 && !l.startsWith('//'))).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
       process.exit(0);
     }
     if (!key.startsWith('--') || argv[i + 1] === undefined) fail(`unexpected argument ${key} (see --help)`);
