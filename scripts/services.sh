@@ -59,6 +59,8 @@ install_packages() {
   command -v curl >/dev/null || missing+=(curl)
   # Node for the Socket.IO client the monitoring tests drive (Debian's npm brings nodejs).
   command -v npm >/dev/null || missing+=(npm)
+  # Chromium for the dashboard's browser test (playwright-core drives it; never `playwright install`).
+  command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" = 0 ] || die "missing packages: ${missing[*]} (run as root, or apt-get install them)"
     log "installing ${missing[*]} (apt-get)"
