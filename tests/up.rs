@@ -374,3 +374,42 @@ fn ctrl_c_right_after_ingest_loses_nothing_acknowledged() {
     assert_eq!(stored, BATCHES * PER_BATCH, "every acknowledged reading is stored");
     assert!(again.interrupt().success());
 }
+
+/// The dashboard in a real browser against `edgewatch up` (dashboard/e2e/e2e.mjs: Debian's
+/// Chromium driven by playwright-core): sign in, the fleet, create a device, enroll a real
+/// `edgewatch-agent` with the line the page shows, its live chart over Socket.IO, a config change
+/// and the version it applied, delete and the agent refused, and the fleet page's load time with
+/// 1,000 devices. Screenshots go to a folder it prints.
+#[test]
+fn the_dashboard_works_end_to_end_in_a_browser() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let agent = Path::new(env!("CARGO_BIN_EXE_edgewatch")).with_file_name("edgewatch-agent");
+    assert!(
+        agent.exists(),
+        "{} is missing: build it first (cargo build -p edgewatch-agent; cargo test --workspace does)",
+        agent.display()
+    );
+    let built = Command::new(root.join("scripts/build-dashboard.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run scripts/build-dashboard.sh (needs Node.js 20 and npm)");
+    assert!(built.status.success(), "scripts/build-dashboard.sh failed");
+    let dist = String::from_utf8(built.stdout).unwrap().trim().to_owned();
+
+    let data = data_dir("browser");
+    let up = start(&data, &["--dashboard-dir", &dist]);
+    let password = up.password().unwrap();
+    let shots = data.join("screenshots");
+    let status = Command::new("node")
+        .arg(root.join("dashboard/e2e/e2e.mjs"))
+        .args(["--base-url", &up.url, "--email", "admin@edgewatch.local", "--password", &password])
+        .arg("--agent")
+        .arg(&agent)
+        .arg("--screenshots")
+        .arg(&shots)
+        .status()
+        .expect("run node (Node.js 20)");
+    assert!(status.success(), "the browser test failed (its log is above)");
+    eprintln!("screenshots: {}", shots.display());
+    assert!(up.interrupt().success());
+}

@@ -112,6 +112,14 @@ export function watchFleet(handler: (event: StatusEvent) => void): () => void {
 }
 
 /**
+ * Asks again for the fleet's status: the server decides which devices a user sees when asked,
+ * so devices created since then are only covered after this.
+ */
+export function refreshFleet(): void {
+  if (fleetWanted > 0 && socket?.connected) void emit('subscribe_fleet', {});
+}
+
+/**
  * Telemetry and status of one device. `onRefused` hears the ack's error (not yours, unknown).
  * Returns the unsubscribe function.
  */

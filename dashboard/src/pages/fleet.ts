@@ -139,6 +139,7 @@ export function mountFleet(
     controller = mine;
     rows.clear();
     loadStarted = Date.now();
+    live.refreshFleet();
     replace(tbody);
     table.removeAttribute('data-complete');
     replace(body, loading('devices'));
@@ -237,6 +238,14 @@ export function mountFleet(
     seen.textContent = ago(entry.device.last_seen_at);
     seen.title = timeText(entry.device.last_seen_at);
   });
+  // Pushes sent while the link was down are gone: after a reconnect, fetch the list again.
+  let previous = live.linkState();
+  let wasLive = previous === 'live';
+  const stopLink = live.onLinkState((state) => {
+    if (state === 'live' && previous !== 'live' && wasLive) void load();
+    if (state === 'live') wasLive = true;
+    previous = state;
+  });
   // "3 min ago" ages while the page is open.
   const ticker = window.setInterval(() => {
     for (const { row: tr, device } of rows.values()) {
@@ -250,6 +259,7 @@ export function mountFleet(
     disposed = true;
     controller?.abort();
     stopLive();
+    stopLink();
     window.clearInterval(ticker);
     window.clearTimeout(debounce);
   };
