@@ -545,7 +545,32 @@ impl Devices {
         let change =
             self.repo.set_status(id, status, Timestamp::now(), message.config_version).await?;
         self.status_changed(change);
+        if message.online {
+            self.resend_config_if_behind(id, message.config_version.unwrap_or(0)).await?;
+        }
         Ok(Handled::Accepted)
+    }
+
+    /// A device that comes online with an older config than the registry's gets it pushed again:
+    /// a broker that lost its retained messages (rumqttd keeps none across a restart) would
+    /// otherwise leave it on the old one until the next change.
+    async fn resend_config_if_behind(
+        &self,
+        id: DeviceId,
+        applied: u64,
+    ) -> Result<(), DevicesError> {
+        let Some(mqtt) = &self.mqtt else { return Ok(()) };
+        let Some(stored) = self.repo.config(id).await? else { return Ok(()) };
+        if stored.version <= applied {
+            return Ok(());
+        }
+        let message = ConfigMessage { version: stored.version, config: stored.config };
+        if let Err(err) = mqtt.publish(id, &message).await {
+            tracing::warn!(%err, device_id = %id, "Could not push the config again over MQTT");
+        } else {
+            metrics::counter!("edgewatch_devices_config_resent_total").increment(1);
+        }
+        Ok(())
     }
 
     /// Marks offline every online device not heard from within the offline timeout; returns how

@@ -210,3 +210,62 @@ async fn an_unacked_mqtt_batch_survives_a_bridge_restart() {
     let (key, message_id, _) = next_message(&mut second.telemetry, 30).await;
     assert_eq!((key, message_id), (format!("telemetry.{id}"), format!("{id}:2")));
 }
+
+/// The config topic of a device, as a separate subscriber sees it: every non-empty message.
+async fn watch_config(id: &str) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
+    let url = services::require("EDGEWATCH_TEST_MQTT_URL");
+    let (host, port) = url.trim_start_matches("mqtt://").rsplit_once(':').unwrap();
+    let mut options = MqttOptions::new(format!("watch-{id}"), host, port.parse().unwrap());
+    options.set_keep_alive(Duration::from_secs(10));
+    let (client, mut events) = AsyncClient::new(options, 16);
+    client.subscribe(format!("edgewatch/v1/devices/{id}/config"), QoS::AtLeastOnce).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let _client = client;
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) if !p.payload.is_empty() => {
+                    if tx.send(serde_json::from_slice(&p.payload).unwrap()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    rx
+}
+
+/// rumqttd keeps no retained message across a restart: a device that comes back online behind
+/// the registry's config version gets the config pushed again.
+#[tokio::test]
+async fn a_device_online_behind_its_config_gets_it_again() {
+    let app = spawn_app(Shape::Embedded).await;
+    bridge_ready(&app).await;
+    let bob = app.user("bob@example.com").await;
+    let (id, secret) = app.enrolled_device(&bob, "greenhouse").await;
+    let path = format!("/api/v1/devices/{id}/config");
+    let body = json!({"config": {"interval_s": 7}});
+    let response = app.call(Method::PUT, &path, &bob, Some(body)).await;
+    assert_eq!(response.status(), 200);
+    let device = Device::connect(&id, &secret).await;
+    // What a broker restart does to the retained config: it is gone.
+    device.publish("config", Vec::new(), true).await;
+    let mut config = watch_config(&id).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(config.try_recv().is_err(), "the retained config was cleared");
+
+    device.publish("status", status(true, Some(0)), true).await;
+    let pushed = tokio::time::timeout(Duration::from_secs(10), config.recv())
+        .await
+        .expect("the config is pushed again when the device reports an older version")
+        .unwrap();
+    assert_eq!(pushed["version"], 1, "{pushed}");
+    assert_eq!(pushed["config"]["interval_s"], 7);
+
+    // Up to date: nothing more is pushed.
+    device.publish("status", status(true, Some(1)), true).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(config.try_recv().is_err(), "a device on the latest version is left alone");
+}
