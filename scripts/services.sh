@@ -55,6 +55,8 @@ install_packages() {
   [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
   command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
   command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
+  # The broker's TLS test makes its certificate with the openssl command line.
+  command -v openssl >/dev/null || missing+=(openssl)
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
   command -v curl >/dev/null || missing+=(curl)
   # Node for the Socket.IO client the monitoring tests drive (Debian's npm brings nodejs).

@@ -72,9 +72,9 @@ pub struct BrokerHandle {
 }
 
 impl BrokerHandle {
-    /// Waits until every listener has stopped after the shutdown token fired. Open client
-    /// connections are closed by then. The rumqttd thread itself cannot be stopped (rumqttd
-    /// 0.20 has no shutdown); it idles behind its loopback port until the process exits.
+    /// Waits until every listener has stopped after the shutdown token fired; each open client
+    /// connection closes on the same token. The rumqttd thread itself cannot be stopped
+    /// (rumqttd 0.20 has no shutdown); it idles behind its loopback port until the process exits.
     pub async fn stopped(self) {
         for task in self.tasks {
             let _ = task.await;

@@ -115,6 +115,10 @@ mod tests {
             (0..200).rev().map(|i| sample(42, i % 7, T0 + i as i64 * 1000)).collect();
         backwards.reverse();
         assert_eq!(a, backwards);
+        // Pinned values (`edgewatch-sim print --seed 7 --start-ms 1795000000000 -n 2`): a change
+        // to the model, or to how a seed is read, shows up here.
+        assert_eq!(sample(7, 0, T0), Some(Sample { temp_c: 18.46, humidity_pct: 46.27 }));
+        assert_eq!(sample(7, 1, T0 + 60_000), Some(Sample { temp_c: 27.54, humidity_pct: 50.84 }));
         assert!(a.iter().flatten().count() > 150);
     }
 
