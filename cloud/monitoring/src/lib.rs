@@ -84,10 +84,10 @@ pub async fn build_with(
         max_points: config.max_points.max(1),
     };
     let mut api = http::routes(http::AppState { queries, verifier: Arc::clone(&verifier) });
-    if let Some(dir) = &config.static_dir {
-        if !dir.is_dir() {
-            return Err(StartError::StaticDir(dir.display().to_string()));
-        }
+    if let Some(dir) = &config.static_dir
+        && !dir.is_dir()
+    {
+        return Err(StartError::StaticDir(dir.display().to_string()));
     }
     api = api.merge(dashboard::routes(config.static_dir.clone()));
     let healthy = Arc::new(AtomicBool::new(true));
