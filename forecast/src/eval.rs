@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// Penalties tried by model selection.
-pub const ALPHAS: [f64; 4] = [1.0, 3.0, 10.0, 30.0];
+pub const ALPHAS: [f64; 7] = [2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 20.0];
 
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -142,8 +142,8 @@ mod tests {
         assert!((report.persistence_mae - 2.24).abs() < 0.005, "{report:?}");
         assert!(report.ridge_mae < report.persistence_mae - 0.15, "{report:?}");
         assert!(report.ridge_mae < report.climatology_mae, "{report:?}");
-        // Regression guard at today's result (2.05 is the target, see docs/benchmarks.md).
-        assert!(report.ridge_mae < 2.06, "{report:?}");
+        // The target (2.05 °C); today's result is 2.034, see docs/benchmarks.md.
+        assert!(report.ridge_mae <= 2.05, "{report:?}");
     }
 
     #[test]
