@@ -6,7 +6,8 @@
 //!   and a SQLite cache that serves the last answer, marked stale, when offline.
 //! - [`daily`], [`features`], [`ridge`], [`eval`]: the next-day temperature evaluation behind
 //!   `edgewatch forecast eval` (walk-forward against persistence and climatology).
-//! - [`plot`]: PNG charts of history + forecast + band and of backtest errors.
+//! - [`plot`]: PNG charts of history + forecast + band and of backtest errors; [`table`] reads a
+//!   series from a CSV file for them.
 
 pub mod cache;
 pub mod daily;
@@ -16,3 +17,4 @@ pub mod openmeteo;
 pub mod plot;
 pub mod ridge;
 pub mod series;
+pub mod table;
