@@ -69,7 +69,8 @@ pub struct Forecast {
     pub backtest_residuals: Vec<f64>,
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
+/// `t` as RFC 3339 (`2026-11-26T20:00:00Z`), the contract's time format.
+pub fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
@@ -98,8 +99,31 @@ impl Serialize for Forecast {
     }
 }
 
+/// Parses a horizon such as `24h`, `90m`, `7d`, `3600s` (a number and a unit).
+pub fn parse_horizon(text: &str) -> Result<Duration, SeriesError> {
+    let text = text.trim();
+    let bad = || SeriesError::BadHorizon(text.to_owned());
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    let horizon = Duration::from_secs(n.checked_mul(seconds).ok_or_else(bad)?);
+    if horizon.is_zero() {
+        return Err(SeriesError::ZeroHorizon);
+    }
+    Ok(horizon)
+}
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SeriesError {
+    #[error("horizon `{0}` is not a number with a unit s, m, h or d (e.g. `24h`)")]
+    BadHorizon(String),
     #[error("the series has no finite values: send at least one reading")]
     Empty,
     #[error("the horizon must be positive")]
@@ -597,6 +621,17 @@ mod tests {
         assert_eq!(short.model, "persistence");
         assert!(short.fallback_reason.unwrap().contains("too few"));
         assert_eq!(short.points[0].value, 19.0);
+    }
+
+    #[test]
+    fn horizons_parse() {
+        assert_eq!(parse_horizon("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_horizon("90m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_horizon("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_horizon("0h"), Err(SeriesError::ZeroHorizon));
+        for bad in ["", "h", "24", "24x", "-1h", "1.5h", "99999999999999999999d"] {
+            assert!(matches!(parse_horizon(bad), Err(SeriesError::BadHorizon(_))), "{bad}");
+        }
     }
 
     #[test]
