@@ -117,7 +117,8 @@ fn history_window(horizon: Duration, now: Timestamp) -> Result<(TimeRange, i64),
     let day_ms = 86_400_000_i64;
     let horizon_ms = i64::try_from(horizon.as_millis()).unwrap_or(i64::MAX);
     let span = horizon_ms.saturating_mul(4).clamp(3 * day_ms, 30 * day_ms);
-    let step = (span / HISTORY_POINTS).max(60_000) / 60_000 * 60_000;
+    // Whole minutes, rounded up so the bucket count stays within the budget.
+    let step = ((span / HISTORY_POINTS).max(1) + 59_999) / 60_000 * 60_000;
     let from = Timestamp::from_millis(now.as_millis() - span)
         .map_err(|e| MonitoringError::InvalidField("horizon", e.to_string()))?;
     let range = TimeRange::new(from, now)
@@ -249,7 +250,7 @@ mod tests {
             let (range, step) = history_window(Duration::from_secs(hours * 3600), now).unwrap();
             let span = range.to.as_millis() - range.from.as_millis();
             assert!(span >= 3 * 86_400_000, "{hours}");
-            assert!(span / step <= HISTORY_POINTS + 60, "{hours}: {span} / {step}");
+            assert!(span / step <= HISTORY_POINTS, "{hours}: {span} / {step}");
             assert_eq!(step % 60_000, 0);
         }
     }
