@@ -61,6 +61,19 @@ pub enum ForecastCommand {
     },
 }
 
+/// Why a command failed; `Input` (the data file cannot be read or parsed) exits with 2, like
+/// `protocol validate`, everything else with 1.
+enum Failure {
+    Input(String),
+    Other(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::Other(message)
+    }
+}
+
 pub fn run(command: ForecastCommand) -> ExitCode {
     let result = match command {
         ForecastCommand::Eval { data, test_days } => evaluate(&data, test_days).map(|_| ()),
@@ -71,7 +84,11 @@ pub fn run(command: ForecastCommand) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(Failure::Input(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Other(message)) => {
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }
@@ -79,8 +96,8 @@ pub fn run(command: ForecastCommand) -> ExitCode {
 }
 
 #[allow(clippy::print_stdout)]
-fn evaluate(data: &Path, test_days: usize) -> Result<eval::Report, String> {
-    let days = daily::load(data).map_err(|e| format!("{}: {e}", data.display()))?;
+fn evaluate(data: &Path, test_days: usize) -> Result<eval::Report, Failure> {
+    let days = daily::load(data).map_err(|e| Failure::Input(format!("{}: {e}", data.display())))?;
     eprintln!(
         "Fitting {} models (walk-forward, refitted daily)...",
         test_days * (eval::ALPHAS.len() + 1)
@@ -115,7 +132,7 @@ fn out_dir(out: &Path) -> Result<(), String> {
 }
 
 #[allow(clippy::print_stdout)]
-fn report(data: &Path, test_days: usize, out: &Path) -> Result<(), String> {
+fn report(data: &Path, test_days: usize, out: &Path) -> Result<(), Failure> {
     let report = evaluate(data, test_days)?;
     out_dir(out)?;
     let path = out.join("eval-errors.png");
@@ -152,11 +169,17 @@ fn forecast_plot(
     last: usize,
     out: &Path,
     json: bool,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let horizon = series::parse_horizon(horizon).map_err(|e| e.to_string())?;
     let text = std::fs::read_to_string(data)
-        .map_err(|e| format!("cannot read {}: {e}", data.display()))?;
-    let mut points = table::read(&text, column).map_err(|e| format!("{}: {e}", data.display()))?;
+        .map_err(|e| Failure::Input(format!("cannot read {}: {e}", data.display())))?;
+    let mut points = table::read(&text, column).map_err(|e| {
+        let message = format!("{}: {e}", data.display());
+        match e {
+            table::TableError::NoColumn { .. } => Failure::Other(message),
+            _ => Failure::Input(message),
+        }
+    })?;
     if last > 0 && points.len() > last {
         points.drain(..points.len() - last);
     }

@@ -68,6 +68,14 @@ fn plot_names_bad_input() {
         assert_eq!(run.status.code(), Some(1), "{extra:?}: {stderr}");
         assert!(stderr.contains(message), "{extra:?}: {stderr}");
     }
+    // A file that cannot be read or parsed exits with 2, like `protocol validate`.
+    let bad_file = out.join("bad.csv");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(&bad_file, "date,temperature\nyesterday,1\n").unwrap();
+    for file in [bad_file.to_str().unwrap(), "/nonexistent.csv"] {
+        let run = edgewatch(&["forecast", "plot", "--data", file, "--column", "temperature"]);
+        assert_eq!(run.status.code(), Some(2), "{}", String::from_utf8_lossy(&run.stderr));
+    }
 }
 
 #[test]
