@@ -3,6 +3,8 @@
 
 mod up;
 
+mod forecast_cmd;
+
 use std::{io::Read, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
@@ -26,22 +28,7 @@ enum Command {
     Protocol(ProtocolCommand),
     /// Forecasting tools.
     #[command(subcommand)]
-    Forecast(ForecastCommand),
-}
-
-#[derive(Subcommand)]
-enum ForecastCommand {
-    /// Walk-forward evaluation of next-day maximum temperature on a daily weather CSV
-    /// (`date,precipitation,temp_max,temp_min,wind,weather`, e.g. forecast/data/seattle-weather.csv):
-    /// the model against persistence and climatology, MAE in °C.
-    Eval {
-        /// The daily weather CSV.
-        #[arg(long)]
-        data: PathBuf,
-        /// Days at the end of the file to test on (the same number before them choose the model).
-        #[arg(long, default_value_t = 365)]
-        test_days: usize,
-    },
+    Forecast(forecast_cmd::ForecastCommand),
 }
 
 #[derive(Subcommand)]
@@ -59,9 +46,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Up(args) => run_up(&args),
         Command::Protocol(ProtocolCommand::Validate { file }) => validate(&file),
-        Command::Forecast(ForecastCommand::Eval { data, test_days }) => {
-            forecast_eval(&data, test_days)
-        }
+        Command::Forecast(command) => forecast_cmd::run(command),
     }
 }
 
@@ -80,50 +65,6 @@ fn run_up(args: &up::UpArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-#[allow(clippy::print_stdout)]
-fn forecast_eval(data: &std::path::Path, test_days: usize) -> ExitCode {
-    use edgewatch_forecast::{daily, eval};
-    let days = match daily::load(data) {
-        Ok(days) => days,
-        Err(err) => {
-            eprintln!("error: {}: {err}", data.display());
-            return ExitCode::from(2);
-        }
-    };
-    eprintln!(
-        "Fitting {} models (walk-forward, refitted daily)...",
-        test_days * (eval::ALPHAS.len() + 1)
-    );
-    let report = match eval::walk_forward(&days, test_days) {
-        Ok(report) => report,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!(
-        "next-day temp_max, walk-forward over {} days ({} .. {})",
-        report.test_days, report.first_test_day, report.last_test_day
-    );
-    println!("  persistence            MAE {:.3} °C", report.persistence_mae);
-    println!("  climatology            MAE {:.3} °C", report.climatology_mae);
-    println!("  ridge (alpha {:<4})      MAE {:.3} °C", report.alpha, report.ridge_mae);
-    let tried: Vec<String> =
-        report.validation.iter().map(|(a, m)| format!("{a}: {m:.3}")).collect();
-    println!(
-        "  alpha chosen on the {} days before the test (validation MAE {})",
-        report.test_days,
-        tried.join(", ")
-    );
-    println!(
-        "  training: median {:.2} ms per fit ({} rows x {} features at the test start)",
-        report.median_fit.as_secs_f64() * 1e3,
-        report.training_rows,
-        edgewatch_forecast::features::WIDTH
-    );
-    ExitCode::SUCCESS
 }
 
 #[allow(clippy::print_stdout)]

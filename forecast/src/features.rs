@@ -1,7 +1,9 @@
 //! Features for forecasting tomorrow's maximum temperature from what is known today: a week of
 //! daily maxima, today's minimum, precipitation and wind, the weather label (one-hot), the 30-day
-//! mean maximum, and two harmonics of tomorrow's day of year. Row `t` uses days `t-29..=t` only —
-//! nothing from the day it predicts.
+//! mean maximum, two harmonics of tomorrow's day of year, and the first harmonic times today's
+//! maximum, minimum, rain and sun (persistence and the effect of rain or sun change with the
+//! season; these products took the walk-forward MAE from 2.051 to 2.034 °C, chosen on the
+//! validation year). Row `t` uses days `t-29..=t` only — nothing from the day it predicts.
 
 use std::f64::consts::TAU;
 
@@ -12,7 +14,7 @@ pub const WEATHER_LABELS: [&str; 5] = ["drizzle", "fog", "rain", "snow", "sun"];
 /// Days of history a row needs.
 pub const HISTORY: usize = 30;
 /// Columns of a feature row.
-pub const WIDTH: usize = 7 + 3 + WEATHER_LABELS.len() + 1 + 4;
+pub const WIDTH: usize = 7 + 3 + WEATHER_LABELS.len() + 1 + 4 + 8;
 
 /// The features known at the end of day `t` (`t >= HISTORY - 1`), for predicting day `t + 1`.
 pub fn row(days: &[Day], t: usize) -> Option<[f64; WIDTH]> {
@@ -38,6 +40,12 @@ pub fn row(days: &[Day], t: usize) -> Option<[f64; WIDTH]> {
     out[17] = angle.cos();
     out[18] = (2.0 * angle).sin();
     out[19] = (2.0 * angle).cos();
+    // Seasonal interactions: today's max, min, rain and sun, each times the first harmonic.
+    let (sin, cos) = (out[16], out[17]);
+    for (k, value) in [out[0], out[7], out[12], out[14]].into_iter().enumerate() {
+        out[20 + 2 * k] = sin * value;
+        out[21 + 2 * k] = cos * value;
+    }
     Some(out)
 }
 

@@ -33,6 +33,8 @@ pub struct MonitoringConfig {
     pub live_redis_url: Option<String>,
     /// The adapter's channel prefix in that Redis (one per deployment).
     pub live_redis_prefix: String,
+    /// open-meteo for `/api/v1/weather`.
+    pub weather: crate::forecasts::WeatherConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,6 +74,7 @@ impl Default for MonitoringConfig {
             live_buffer: 256,
             live_redis_url: None,
             live_redis_prefix: "edgewatch-live".into(),
+            weather: crate::forecasts::WeatherConfig::default(),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod consumer;
 pub mod dashboard;
 pub mod error;
+pub mod forecasts;
 pub mod http;
 pub mod live;
 pub mod query;
@@ -43,6 +44,8 @@ pub enum StartError {
     Bus(#[from] bus::BusError),
     #[error(transparent)]
     Live(#[from] live::LiveError),
+    #[error("cannot set up the weather client (check [weather] cache_path): {0}")]
+    Weather(#[from] edgewatch_forecast::openmeteo::WeatherError),
     #[error("static_dir {0} is not a directory")]
     StaticDir(String),
     #[error("cannot listen on {addr}: {cause}")]
@@ -83,7 +86,13 @@ pub async fn build_with(
         registry: Arc::clone(&registry),
         max_points: config.max_points.max(1),
     };
-    let mut api = http::routes(http::AppState { queries, verifier: Arc::clone(&verifier) });
+    let forecasts = forecasts::ForecastState {
+        queries: queries.clone(),
+        verifier: Arc::clone(&verifier),
+        weather: Arc::new(forecasts::weather_client(&config.weather)?),
+    };
+    let mut api = http::routes(http::AppState { queries, verifier: Arc::clone(&verifier) })
+        .merge(forecasts::routes(forecasts));
     if let Some(dir) = &config.static_dir
         && !dir.is_dir()
     {
