@@ -123,6 +123,11 @@ pub async fn run(config: UpConfig) -> Result<(), UpError> {
         devices_url: internal_url.clone(),
         service_token: service_token.clone(),
         static_dir: config.dashboard_dir.clone(),
+        // The last weather answers survive a restart and serve (marked stale) while offline.
+        weather: edgewatch_monitoring::forecasts::WeatherConfig {
+            cache_path: Some(data.join("weather.db")),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let store = telemetry_store::connect(&sqlite_url(&data.join("telemetry.db")))
