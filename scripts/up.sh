@@ -8,7 +8,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 command -v cargo >/dev/null || { echo "error: cargo is missing: install Rust from rustup.rs" >&2; exit 1; }
 if command -v npm >/dev/null; then
-  "$ROOT/scripts/build-dashboard.sh"
+  "$ROOT/scripts/build-dashboard.sh" >/dev/null
 elif [ ! -f "$ROOT/dashboard/dist/index.html" ]; then
   echo "warning: npm is missing, so the dashboard is not built; the API still runs (install Node.js 20 and run again)" >&2
 fi
