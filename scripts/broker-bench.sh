@@ -108,12 +108,12 @@ for broker in edgewatch mosquitto; do
   [ "$broker" = mosquitto ] && port=$mosq_port
   before=$(rss_kb "$pid")
   "$BIN/edgewatch-sim" idle --broker "mqtt://127.0.0.1:$port" --username bench --password bench-pw \
-    -n "$IDLE" --hold-s 600 >"$work/idle.out" 2>/dev/null &
+    -n "$IDLE" --hold-s 600 >"$work/idle-$broker.out" 2>/dev/null &
   idle_pid=$!
-  for _ in $(seq 1 1200); do grep -q connected= "$work/idle.out" && break; sleep 0.05; done
+  for _ in $(seq 1 1200); do grep -q connected= "$work/idle-$broker.out" && break; sleep 0.05; done
   sleep 1
   after=$(rss_kb "$pid")
-  echo "$broker idle: $(cat "$work/idle.out") rss_before_kb=$before rss_after_kb=$after" >&2
+  echo "$broker idle: $(cat "$work/idle-$broker.out") rss_before_kb=$before rss_after_kb=$after" >&2
   echo "$broker idle_mb_per_1000 $(python3 -c "print(round(($after-$before)/1024*1000/$IDLE, 1))")" >>"$results"
   echo "$broker rss_mb $(python3 -c "print(round($after/1024, 1))")" >>"$results"
   kill "$idle_pid" 2>/dev/null || true
