@@ -102,7 +102,7 @@ async fn connection<S>(mut stream: S, peer: SocketAddr, front: &Front, shutdown:
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let mut buf = BytesMut::with_capacity(4096);
+    let mut buf = BytesMut::with_capacity(1024);
     let first = tokio::select! {
         () = shutdown.cancelled() => return,
         first = tokio::time::timeout(front.connect_timeout, read_frame(&mut stream, &mut buf, front.max_packet_bytes)) => first,
@@ -243,7 +243,7 @@ async fn read_frame<S: AsyncRead + Unpin>(
         if let Some(frame) = packet::next_frame(buf, max)? {
             return Ok(Some(frame));
         }
-        buf.reserve(4096);
+        buf.reserve(1024);
         match stream.read_buf(buf).await {
             Ok(0) | Err(_) => return Ok(None),
             Ok(_) => {}
@@ -303,7 +303,8 @@ where
             if !out.is_empty() && up_tx.write_all(&out).await.is_err() {
                 return Err(Closed::Upstream);
             }
-            client_buf.reserve(8192);
+            // Small: an idle connection keeps this allocated; a busy one reads again at once.
+            client_buf.reserve(2048);
             match client_rx.read_buf(&mut client_buf).await {
                 // The client went away: dropping the upstream half without a DISCONNECT makes
                 // rumqttd publish the will, as a vanished client deserves.
@@ -361,7 +362,7 @@ async fn outbound<W: AsyncWrite + Unpin>(
     front: &Front,
     messages_out: &Counter,
 ) -> Result<(), Closed> {
-    let mut buf = BytesMut::with_capacity(8192);
+    let mut buf = BytesMut::with_capacity(2048);
     // rumqttd may send packets larger than a client's (a retained batch): allow twice the limit.
     let max = front.max_packet_bytes.saturating_mul(2);
     loop {
@@ -375,7 +376,7 @@ async fn outbound<W: AsyncWrite + Unpin>(
         if !out.is_empty() && client_tx.write_all(&out).await.is_err() {
             return Ok(());
         }
-        buf.reserve(8192);
+        buf.reserve(2048);
         tokio::select! {
             read = up_rx.read_buf(&mut buf) => match read {
                 Ok(0) | Err(_) => {

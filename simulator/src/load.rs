@@ -239,6 +239,13 @@ pub async fn run_load(
             quiet_since = Instant::now();
         }
     }
+    // And the last PUBACKs (QoS 1), which can trail the deliveries.
+    if opts.qos == QoS::AtLeastOnce {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while acked.load(Ordering::Relaxed) < sent_total && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     for client in &clients {
         let _ = client.disconnect().await;
     }
