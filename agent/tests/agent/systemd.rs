@@ -21,7 +21,7 @@ fn the_agent_notifies_ready_feeds_the_watchdog_and_says_stopping() {
         .env("WATCHDOG_USEC", "400000")
         .spawn()
         .unwrap();
-    let mut next = || {
+    let next = || {
         let mut buf = [0u8; 256];
         let n = socket.recv(&mut buf).expect("a notification within 10 s");
         String::from_utf8_lossy(&buf[..n]).trim().to_owned()

@@ -38,8 +38,7 @@ fn rust_sources(dir: &Path, out: &mut String) {
 fn the_dashboard_plots_metrics_the_services_export() {
     let root = repo_root();
     let dashboard: Value = serde_json::from_str(
-        &std::fs::read_to_string(root.join("packaging/grafana/dashboards/edgewatch.json"))
-            .unwrap(),
+        &std::fs::read_to_string(root.join("packaging/grafana/dashboards/edgewatch.json")).unwrap(),
     )
     .expect("the dashboard is JSON");
     let mut code = String::new();
@@ -67,7 +66,9 @@ fn the_dashboard_plots_metrics_the_services_export() {
 #[test]
 fn metric_names_are_read_from_expressions() {
     assert_eq!(
-        metric_names("histogram_quantile(0.9, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))"),
+        metric_names(
+            "histogram_quantile(0.9, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))"
+        ),
         vec!["http_request_duration_seconds"]
     );
     assert_eq!(metric_names("sum(edgewatch_live_clients) + up"), vec!["edgewatch_live_clients"]);

@@ -163,12 +163,10 @@ async fn the_api_and_socketio_work_through_the_gateway() {
         .unwrap();
     assert_eq!(names["items"][0]["name"], "sensor.greenhouse.temp_c", "{names}");
     let raw: Value = client
-        .get(gateway.url(&format!("/api/v1/telemetry/{id}")))
-        .query(&[
-            ("metric", "sensor.greenhouse.temp_c"),
-            ("from", "2026-11-26T09:00:00Z"),
-            ("to", "2026-11-26T11:00:00Z"),
-        ])
+        .get(gateway.url(&format!(
+            "/api/v1/telemetry/{id}?metric=sensor.greenhouse.temp_c\
+             &from=2026-11-26T09:00:00Z&to=2026-11-26T11:00:00Z"
+        )))
         .bearer_auth(&alice)
         .send()
         .await
@@ -226,7 +224,10 @@ async fn request_ids_headers_and_body_limit() {
     // Bodies over 2 MiB stop at the gateway.
     let big = vec![b' '; 3 << 20];
     let too_large = client
-        .post(gateway.url(&format!("/api/v1/devices/{}/telemetry", edgewatch_protocol::DeviceId::new())))
+        .post(
+            gateway
+                .url(&format!("/api/v1/devices/{}/telemetry", edgewatch_protocol::DeviceId::new())),
+        )
         .header("content-type", "application/json")
         .body(big)
         .send()
@@ -290,7 +291,8 @@ async fn an_unreachable_service_is_a_503_with_retry_after() {
     // Nothing listens on these ports.
     let dead = format!("127.0.0.1:{}", free_port());
     let gateway = Nginx::start(&dead, &dead, &dead).await;
-    let answer = Client::new().get(gateway.url("/api/v1/weather?lat=1&lon=2")).send().await.unwrap();
+    let answer =
+        Client::new().get(gateway.url("/api/v1/weather?lat=1&lon=2")).send().await.unwrap();
     assert_security_headers(&answer);
     assert_eq!(answer.headers()["retry-after"], "5");
     assert_eq!(error_code(answer, StatusCode::SERVICE_UNAVAILABLE).await, "unavailable");

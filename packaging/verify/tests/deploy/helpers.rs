@@ -97,9 +97,8 @@ impl Stack {
             live_redis_prefix: format!("deploy-live-{}", DeviceId::new()),
             ..MonitoringConfig::default()
         };
-        let (router, _) = edgewatch_monitoring::build(&monitoring_config, &shutdown)
-            .await
-            .expect("monitoring");
+        let (router, _) =
+            edgewatch_monitoring::build(&monitoring_config, &shutdown).await.expect("monitoring");
         let monitoring = serve_on_loopback(router, &shutdown).await;
         Self { signing, devices, monitoring, client: Client::new(), shutdown }
     }
@@ -114,12 +113,15 @@ pub fn host_port(base: &str) -> &str {
 pub async fn wait_until_ok(client: &Client, url: &str, seconds: u64, what: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
     loop {
-        if let Ok(answer) = client.get(url).send().await {
-            if answer.status() == StatusCode::OK {
-                return;
-            }
+        if let Ok(answer) = client.get(url).send().await
+            && answer.status() == StatusCode::OK
+        {
+            return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{what} did not answer {url} in {seconds} s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not answer {url} in {seconds} s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -138,7 +140,6 @@ fn program(name: &str, package: &str) -> PathBuf {
 /// A private nginx (own prefix, pid, logs, port) running packaging/nginx's template.
 pub struct Nginx {
     pub base: String,
-    pub dir: PathBuf,
     _child: Child,
 }
 
@@ -210,7 +211,7 @@ impl Nginx {
                     break;
                 }
                 if client.get(format!("{base}/healthz")).send().await.is_ok() {
-                    return Self { base, dir, _child: child };
+                    return Self { base, _child: child };
                 }
                 if tokio::time::Instant::now() > deadline {
                     last_error = "nginx did not answer within 10 s".into();
@@ -255,8 +256,7 @@ impl Prometheus {
     /// An instant query's result vector.
     pub async fn query(&self, client: &Client, query: &str) -> Vec<Value> {
         let answer: Value = client
-            .get(format!("{}/api/v1/query", self.base))
-            .query(&[("query", query)])
+            .get(format!("{}/api/v1/query?query={}", self.base, percent_encode(query)))
             .send()
             .await
             .expect("prometheus answers")
@@ -268,9 +268,26 @@ impl Prometheus {
     }
 }
 
+/// `text` as a URL query value (every byte but unreserved ones escaped).
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// A device registered by `token`'s owner and enrolled, through `base` (a service or the
 /// gateway); returns (id, secret).
-pub async fn enrolled_device(client: &Client, base: &str, token: &str, name: &str) -> (String, String) {
+pub async fn enrolled_device(
+    client: &Client,
+    base: &str,
+    token: &str,
+    name: &str,
+) -> (String, String) {
     let created = client
         .post(format!("{base}/api/v1/devices"))
         .bearer_auth(token)
