@@ -5,7 +5,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TOOLS=${EDGEWATCH_CACHE_DIR:-/var/cache/edgewatch}/tools
-CARGO_DENY_VERSION=0.19.0
+CARGO_DENY_VERSION=0.20.2
 export PATH="$TOOLS/bin:$HOME/.cargo/bin:$PATH"
 if ! cargo-deny --version 2>/dev/null | grep -q "$CARGO_DENY_VERSION"; then
   echo "installing cargo-deny $CARGO_DENY_VERSION into $TOOLS (first time only)" >&2
