@@ -40,7 +40,7 @@ check_deb() { # check_deb FILE ARCH MACHINE
   listing=$(dpkg-deb -c "$deb")
   echo "$listing" >&2
   [ "$(dpkg-deb -f "$deb" Architecture)" = "$arch" ] || { echo "error: $deb is not for $arch" >&2; exit 1; }
-  for path in ./usr/bin/edgewatch-agent ./lib/systemd/system/edgewatch-agent.service \
+  for path in ./usr/bin/edgewatch-agent ./usr/lib/systemd/system/edgewatch-agent.service \
       ./etc/default/edgewatch-agent ./usr/share/doc/edgewatch-agent/copyright; do
     grep -q " $path\$" <<<"$listing" || { echo "error: $deb lacks $path" >&2; exit 1; }
   done
@@ -49,7 +49,7 @@ check_deb() { # check_deb FILE ARCH MACHINE
   dpkg-deb -e "$deb" "$dir/DEBIAN"
   file -b "$dir/usr/bin/edgewatch-agent" | grep -q "$machine" \
     || { echo "error: the packaged binary is not $machine: $(file -b "$dir/usr/bin/edgewatch-agent")" >&2; exit 1; }
-  grep -q '^Type=notify' "$dir/lib/systemd/system/edgewatch-agent.service" \
+  grep -q '^Type=notify' "$dir/usr/lib/systemd/system/edgewatch-agent.service" \
     || { echo "error: the packaged unit is not Type=notify" >&2; exit 1; }
   grep -q 'adduser --system' "$dir/DEBIAN/postinst" || { echo "error: postinst creates no user" >&2; exit 1; }
   grep -q 'systemctl' "$dir/DEBIAN/postinst" || { echo "error: postinst does not enable the unit" >&2; exit 1; }
