@@ -13,4 +13,4 @@ if ! cargo-deny --version 2>/dev/null | grep -q "$CARGO_DENY_VERSION"; then
   cargo install --locked --quiet cargo-deny --version "$CARGO_DENY_VERSION" --root "$TOOLS"
 fi
 cd "$ROOT"
-cargo deny --offline --locked check --config deny.toml licenses bans sources
+cargo deny --offline --locked check licenses bans sources
