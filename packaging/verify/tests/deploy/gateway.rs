@@ -256,8 +256,9 @@ async fn sign_in_floods_get_429_with_retry_after_from_the_gateway() {
     let mut statuses = Vec::new();
     let mut limited = None;
     // Unknown accounts, so signing's per-account limit never answers instead of the gateway;
-    // its per-address limit (30 a minute) is beyond these 12.
-    for n in 0..12 {
+    // its per-address limit (30 a minute) is beyond these 20. Twenty leaves room for slow
+    // sign-ins on a loaded machine (the bucket drains one request every 6 s).
+    for n in 0..20 {
         let answer = client
             .post(gateway.url("/api/v1/auth/login"))
             .json(&json!({"email": format!("nobody{n}@example.com"), "password": "wrong password"}))
