@@ -228,6 +228,21 @@ impl Nginx {
     }
 }
 
+impl Drop for Nginx {
+    /// SIGTERM to the master, which stops its workers; a SIGKILL (kill_on_drop) alone would
+    /// leave the workers running, holding the port.
+    fn drop(&mut self) {
+        if let Some(pid) = self._child.id() {
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while matches!(self._child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
 /// A private Prometheus with its own data directory and port.
 pub struct Prometheus {
     pub base: String,
