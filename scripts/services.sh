@@ -59,6 +59,11 @@ install_packages() {
   command -v openssl >/dev/null || missing+=(openssl)
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
   command -v curl >/dev/null || missing+=(curl)
+  # Prometheus (and promtool) for the packaging tests; `file` and python3-venv for
+  # scripts/validate-deploy.sh and packaging/build-deb.sh.
+  command -v prometheus >/dev/null || missing+=(prometheus)
+  command -v file >/dev/null || missing+=(file)
+  /usr/bin/python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
   # Node for the Socket.IO client the monitoring tests drive (Debian's npm brings nodejs).
   command -v npm >/dev/null || missing+=(npm)
   # Chromium for the dashboard's browser test (playwright-core drives it; never `playwright install`).

@@ -3,7 +3,8 @@
 #   1. install and start the real services (scripts/services.sh),
 #   2. check formatting and lints (clippy warnings are errors),
 #   3. run every crate's tests against those services,
-#   4. fuzz the protocol parsers briefly (scripts/fuzz.sh; EDGEWATCH_FUZZ_SECONDS, default 15).
+#   4. fuzz the protocol parsers briefly (scripts/fuzz.sh; EDGEWATCH_FUZZ_SECONDS, default 15),
+#   5. validate the deployment artefacts, check dependencies (cargo-deny), build the arm64 .deb.
 # Prints the time each phase took.
 set -euo pipefail
 # rustup's toolchain first: a distribution rustc (Debian's rustc-web, which packaging/build-arm.sh
@@ -62,6 +63,11 @@ phase build cargo test --workspace --locked --no-run
 run_tests() { cargo test --workspace --locked 2>&1 | tee "$CARGO_TARGET_DIR/test-output.log"; }
 phase test run_tests
 phase fuzz "$ROOT/scripts/fuzz.sh" "${EDGEWATCH_FUZZ_SECONDS:-15}"
+# Packaging: compose/k8s/Grafana/Dockerfile validation offline, the dependency gate, and the
+# arm64 .deb of the agent built and listed (tools cached under /var/cache/edgewatch/tools).
+phase deploy "$ROOT/scripts/validate-deploy.sh"
+phase deny "$ROOT/scripts/deny.sh"
+phase deb "$ROOT/packaging/build-deb.sh" arm64
 
 trap - EXIT
 report

@@ -11,6 +11,7 @@ pub mod config;
 pub mod enroll;
 pub mod error;
 pub mod run;
+pub mod systemd;
 pub mod uplink;
 
 pub use error::{AgentError, Result};

@@ -130,6 +130,7 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<()>
         }
     }
     tracing::info!(data_dir = %options.data_dir.display(), uplink = ?options.uplink, "Agent running");
+    crate::systemd::ready(buffer.clone(), shutdown.clone());
     while tasks.join_next().await.is_some() {}
     Ok(())
 }
