@@ -124,6 +124,10 @@ struct RunArgs {
     /// mqtt://127.0.0.1:1883, or mqtt://user:password@127.0.0.1:1883 when it asks for a login.
     #[arg(long, env = "EDGEWATCH_AGENT_SENSORS")]
     sensors: Option<String>,
+    /// The CA certificate file (PEM) of a private MQTT broker with TLS; the system's CA store
+    /// is used otherwise.
+    #[arg(long, env = "EDGEWATCH_AGENT_MQTT_CA", value_name = "FILE")]
+    mqtt_ca: Option<PathBuf>,
     /// The client id of the agent's persistent session at the sensor broker.
     #[arg(long, default_value = "edgewatch-agent-sensors")]
     sensors_client_id: String,
@@ -209,6 +213,7 @@ fn run_agent(args: RunArgs, data_dir: PathBuf, credentials: PathBuf) -> anyhow::
             url,
             client_id: args.sensors_client_id,
         }),
+        mqtt_ca: args.mqtt_ca,
     };
     // Two threads: one for the tasks, one spare; SQLite and sysinfo run on the blocking pool.
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -43,6 +43,8 @@ pub struct RunOptions {
     pub server: Option<String>,
     /// A local broker to take sensor readings from (`sensors/#`).
     pub sensors: Option<crate::collect::sensors::SensorSource>,
+    /// The CA certificate(s) of a private MQTT broker with TLS (else the system's CA store).
+    pub mqtt_ca: Option<PathBuf>,
 }
 
 pub fn buffer_path(data_dir: &std::path::Path) -> PathBuf {
@@ -112,6 +114,7 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<()>
             UplinkKind::Mqtt => {
                 let (uplink, session) = uplink::mqtt::MqttUplink::start(
                     &credentials,
+                    options.mqtt_ca.as_deref(),
                     buffer.clone(),
                     config_tx,
                     shutdown.clone(),

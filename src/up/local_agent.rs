@@ -77,6 +77,7 @@ pub async fn start(
         // The port may differ from the enrolling start's (port 0, a changed --http).
         server: Some(server.to_owned()),
         sensors: sensors.map(|url| SensorSource { url, client_id: "edgewatch-up-agent".into() }),
+        mqtt_ca: None,
     };
     Ok(tokio::spawn(async move {
         if let Err(err) = edgewatch_agent::run::run(options, shutdown).await {

@@ -13,17 +13,23 @@
 //! batch is retried; at worst it is delivered twice, which the cloud's (device_id, seq) key
 //! absorbs.
 //!
-//! TLS is not wired in this build: an endpoint with `tls: true` is refused at start.
+//! An endpoint with `tls: true` (from enrollment) is reached over TLS (rustls with ring, the
+//! provider that cross-compiles to ARM without cmake), trusting the system's CA store or, for a
+//! private broker, the CA file given with `--mqtt-ca`.
 
 use std::{
     collections::{HashMap, VecDeque},
     future::Future,
+    path::Path,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use edgewatch_protocol::{Batch, ConfigMessage, StatusMessage, Timestamp, Topic};
-use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration,
+    Transport,
+};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -61,6 +67,46 @@ pub struct MqttUplink {
     inflight: Arc<Mutex<Inflight>>,
 }
 
+/// The client side of TLS: the CA file's certificates when one is given, else the system's.
+fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig> {
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+    let tls = |what: &str, err: &dyn std::fmt::Display| {
+        AgentError::Config(format!("MQTT TLS: {what}: {err}"))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
+                .map_err(|e| tls(&format!("reading the CA file {}", path.display()), &e))?;
+            if certs.is_empty() {
+                return Err(AgentError::Config(format!(
+                    "MQTT TLS: {} holds no PEM certificate",
+                    path.display()
+                )));
+            }
+            for cert in certs {
+                roots.add(cert).map_err(|e| tls("a certificate of the CA file", &e))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                return Err(AgentError::Config(
+                    "MQTT TLS: the system has no CA certificates (install ca-certificates, or pass --mqtt-ca FILE)".into(),
+                ));
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls("protocol versions", &e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 fn lock(inflight: &Mutex<Inflight>) -> std::sync::MutexGuard<'_, Inflight> {
     inflight.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -69,16 +115,11 @@ impl MqttUplink {
     /// Builds the client; the returned future is the session task (poll it on its own task).
     pub fn start(
         credentials: &Credentials,
+        ca_file: Option<&Path>,
         buffer: SharedBuffer,
         config: watch::Sender<RuntimeConfig>,
         shutdown: CancellationToken,
     ) -> Result<(Self, impl Future<Output = ()> + Send + 'static)> {
-        if credentials.mqtt.tls {
-            return Err(AgentError::Config(
-                "the MQTT endpoint requires TLS, which this build does not support; use --uplink http"
-                    .into(),
-            ));
-        }
         let id = credentials.device_id;
         let status_topic = Topic::Status(id).to_string();
         let config_topic = Topic::Config(id).to_string();
@@ -95,6 +136,11 @@ impl MqttUplink {
                 QoS::AtLeastOnce,
                 true,
             ));
+        if credentials.mqtt.tls {
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(
+                tls_config(ca_file)?,
+            ))));
+        }
         let (client, eventloop) = AsyncClient::new(options, 64);
         let uplink = Self {
             client,

@@ -81,6 +81,7 @@ pub fn options(dir: &Path, interval: Duration) -> RunOptions {
         config_poll: Duration::from_millis(200),
         server: None,
         sensors: None,
+        mqtt_ca: None,
     }
 }
 

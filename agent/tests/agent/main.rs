@@ -8,3 +8,4 @@ mod e2e;
 mod mqtt;
 mod sensors;
 mod systemd;
+mod tls;
