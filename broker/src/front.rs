@@ -295,34 +295,64 @@ where
     let inbound = async {
         loop {
             let mut out = BytesMut::new();
+            let mut disconnect = false;
             while let Some(frame) = packet::next_frame(&mut client_buf, front.max_packet_bytes)? {
                 if check(&frame, &permissions, &inject_tx, &messages_in).await? {
                     out.extend_from_slice(&frame.bytes);
                 }
+                disconnect |= frame.kind() == packet::DISCONNECT;
             }
             if !out.is_empty() && up_tx.write_all(&out).await.is_err() {
                 return Err(Closed::Upstream);
+            }
+            if disconnect {
+                return Ok(Ending::Disconnect);
             }
             // Small: an idle connection keeps this allocated; a busy one reads again at once.
             client_buf.reserve(2048);
             match client_rx.read_buf(&mut client_buf).await {
                 // The client went away: dropping the upstream half without a DISCONNECT makes
                 // rumqttd publish the will, as a vanished client deserves.
-                Ok(0) | Err(_) => return Ok(()),
+                Ok(0) | Err(_) => return Ok(Ending::Vanished),
                 Ok(_) => {}
             }
         }
     };
-    let outbound = outbound(&mut up_rx, client_tx, inject_rx, front, &messages_out);
-    let reauth = reauth(identity, login, front);
-
-    tokio::select! {
-        ended = inbound => ended,
-        ended = outbound => ended,
-        ended = reauth => ended,
-        () = shutdown.cancelled() => Err(Closed::Shutdown),
+    let ended = {
+        let outbound = outbound(&mut up_rx, client_tx, inject_rx, front, &messages_out);
+        let reauth = reauth(identity, login, front);
+        tokio::select! {
+            ended = inbound => ended,
+            ended = outbound => ended.map(|()| Ending::Vanished),
+            ended = reauth => ended.map(|()| Ending::Vanished),
+            () = shutdown.cancelled() => Err(Closed::Shutdown),
+        }
+    }?;
+    if ended == Ending::Disconnect {
+        // rumqttd frees a connection's id when it reads DISCONNECT and frees it again when the
+        // socket closes; if a new client got the id in between, the second free drops that
+        // client. Once the router has let go it closes the socket itself and sends nothing more,
+        // so wait for that (bounded) before closing our side.
+        let mut rest = [0u8; 512];
+        let _ = tokio::time::timeout(DISCONNECT_GRACE, async {
+            while matches!(up_rx.read(&mut rest).await, Ok(n) if n > 0) {}
+        })
+        .await;
     }
+    Ok(())
 }
+
+/// How a relayed connection ended from the client's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The client sent DISCONNECT: rumqttd drops the will.
+    Disconnect,
+    /// The client closed the socket, or the front ended a connection that rumqttd still holds.
+    Vanished,
+}
+
+/// How long a DISCONNECT waits for rumqttd to close its side of the connection.
+const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
 
 async fn check(
     frame: &Frame,

@@ -13,6 +13,7 @@ pub const CONNECT: u8 = 1;
 pub const CONNACK: u8 = 2;
 pub const PUBLISH: u8 = 3;
 pub const SUBSCRIBE: u8 = 8;
+pub const DISCONNECT: u8 = 14;
 
 /// CONNACK return codes of MQTT 3.1.1 §3.2.2.3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
