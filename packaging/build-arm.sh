@@ -7,11 +7,16 @@
 #   packaging/build-arm.sh --install  first install what is missing (needs root)
 #   packaging/build-arm.sh --smoke    then check it under qemu: version, the SQLite buffer
 #                                     (single-threaded debug-fill, killed), status of that buffer
-#   packaging/build-arm.sh --run      then run the agent under qemu for a few collection cycles,
-#                                     uploading over MQTT (needs scripts/services.sh's Mosquitto)
+#   packaging/build-arm.sh --run      then run it under qemu against a local cloud (`edgewatch up`
+#                                     built for this machine): enroll with a token, collect every
+#                                     0.5 s and upload over MQTT for a few seconds, stop with
+#                                     SIGTERM, and check that the cloud stored every reading the
+#                                     agent saw acknowledged, once each
 #
-# Note: on the development machine qemu-user 7.2 (Debian 12) hangs in every pthread_create (a
-# two-line C program does too), so --run cannot pass there; --smoke does.
+# qemu runs the binary with the cross toolchain's C library (`-L` and LD_LIBRARY_PATH below). Where
+# arm64 is also a dpkg architecture (libstd-rust-web-dev:arm64 pulls in libc6:arm64), the loader
+# from the cross package would otherwise find /lib/aarch64-linux-gnu/libc.so.6, a different glibc
+# build, and the mismatched pair hangs in the first pthread_create.
 #
 # Users with Docker can use `cross build --release --target aarch64-unknown-linux-gnu -p
 # edgewatch-agent` instead (Cross.toml at the root).
@@ -54,10 +59,18 @@ BIN=$TARGET_DIR/$TARGET/release/edgewatch-agent
 file "$BIN" 2>/dev/null || true
 echo "built $BIN ($(stat -c %s "$BIN") bytes)"
 
+CROSS_LIBC=/usr/aarch64-linux-gnu
+QEMU_RUN=(qemu-aarch64-static -L "$CROSS_LIBC" -E "LD_LIBRARY_PATH=$CROSS_LIBC/lib" "$BIN")
+if [ "$SMOKE" = 1 ] || [ "$RUN" = 1 ]; then
+  if ! command -v qemu-aarch64-static >/dev/null; then
+    [ "$(id -u)" = 0 ] || { echo "qemu-user-static is missing: run $0 --install" >&2; exit 1; }
+    apt-get install -y qemu-user-static
+  fi
+fi
+
 if [ "$SMOKE" = 1 ]; then
-  command -v qemu-aarch64-static >/dev/null || { echo "qemu-user-static is missing: run $0 --install" >&2; exit 1; }
   SMOKE_DIR=$(mktemp -d)
-  QEMU=(qemu-aarch64-static -L /usr/aarch64-linux-gnu "$BIN" --data-dir "$SMOKE_DIR")
+  QEMU=("${QEMU_RUN[@]}" --data-dir "$SMOKE_DIR")
   "${QEMU[@]}" --version
   # Appends and acks into the bundled SQLite for two seconds, then SIGKILL.
   timeout -s KILL 2 "${QEMU[@]}" debug-fill --batch 20 --ack >/dev/null || [ $? = 137 ]
@@ -69,25 +82,55 @@ if [ "$SMOKE" = 1 ]; then
 fi
 
 if [ "$RUN" = 1 ]; then
-  command -v qemu-aarch64-static >/dev/null || { echo "qemu-user-static is missing: run $0 --install" >&2; exit 1; }
-  : "${EDGEWATCH_TEST_MQTT_URL:?--run needs a broker: eval \"\$(scripts/services.sh start)\" first}"
-  DATA=$(mktemp -d)
-  trap 'rm -rf "$DATA"' EXIT
-  QEMU=(qemu-aarch64-static -L /usr/aarch64-linux-gnu "$BIN" --data-dir "$DATA")
+  WORK=$(mktemp -d)
+  CLOUD_PID=
+  cleanup() {
+    [ -n "$CLOUD_PID" ] && kill "$CLOUD_PID" 2>/dev/null && wait "$CLOUD_PID" 2>/dev/null
+    rm -rf "$WORK"
+  }
+  trap cleanup EXIT
+  fail() { echo "aarch64 run: $*" >&2; exit 1; }
+  json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+  # The local cloud: this machine's own build of `edgewatch up`, with rustup's toolchain.
+  echo "building edgewatch (the local cloud) for this machine"
+  (cd "$ROOT" && env -u RUSTC cargo build --locked -q -p edgewatch --bin edgewatch)
+  EDGEWATCH_LOG__FILTER=warn "$TARGET_DIR/debug/edgewatch" up --data-dir "$WORK/cloud" \
+    --http 127.0.0.1:0 --mqtt 127.0.0.1:0 --sim 0 --no-agent >"$WORK/up.log" 2>&1 &
+  CLOUD_PID=$!
+  for _ in $(seq 1 600); do
+    grep -q '^Press Ctrl-C' "$WORK/up.log" && break
+    kill -0 "$CLOUD_PID" 2>/dev/null || { cat "$WORK/up.log" >&2; fail "edgewatch up exited"; }
+    sleep 0.1
+  done
+  URL=$(sed -n 's/^edgewatch is up: *//p' "$WORK/up.log")
+  PASSWORD=$(sed -n 's/^ *administrator: admin@edgewatch.local \/ *//p' "$WORK/up.log")
+  [ -n "$URL" ] && [ -n "$PASSWORD" ] || { cat "$WORK/up.log" >&2; fail "no banner from edgewatch up within 60 s"; }
+  TOKEN=$(curl -sf "$URL/api/v1/auth/login" -H 'content-type: application/json' \
+    -d "{\"email\": \"admin@edgewatch.local\", \"password\": \"$PASSWORD\"}" | json '["access_token"]')
+  ENROLL=$(curl -sf "$URL/api/v1/devices" -H "authorization: Bearer $TOKEN" \
+    -H 'content-type: application/json' -d '{"name": "qemu-pi", "kind": "raspberry-pi", "tags": ["aarch64"]}' |
+    json '["enrollment_token"]')
+
+  QEMU=("${QEMU_RUN[@]}" --data-dir "$WORK/agent")
   "${QEMU[@]}" --version
-  broker=${EDGEWATCH_TEST_MQTT_URL#*://}; broker=${broker%/}
-  # A device credential for the test Mosquitto, which accepts any.
-  cat >"$DATA/credentials.json" <<JSON
-{"device_id": "$(cat /proc/sys/kernel/random/uuid)", "device_secret": "qemu-run",
- "server": "http://127.0.0.1:9", "http_base_url": "http://127.0.0.1:9",
- "mqtt": {"host": "${broker%:*}", "port": ${broker##*:}, "tls": false},
- "enrolled_at": "2026-11-27T00:00:00.000Z"}
-JSON
-  chmod 600 "$DATA/credentials.json"
+  "${QEMU[@]}" enroll --server "$URL" --token "$ENROLL"
+  DEVICE=$(json '["device_id"]' <"$WORK/agent/credentials.json")
   # A few collection cycles at 0.5 s, uploaded over MQTT, then a clean stop (SIGTERM).
-  timeout -s TERM 4 "${QEMU[@]}" run --uplink mqtt --interval 0.5 || [ $? = 124 ]
+  timeout -s TERM 8 "${QEMU[@]}" run --uplink mqtt --interval 0.5 || [ $? = 124 ]
   "${QEMU[@]}" status
-  uploaded=$("${QEMU[@]}" status --json | sed -n 's/.*"uploaded_readings": \([0-9]*\).*/\1/p')
-  [ "${uploaded:-0}" -ge 3 ] || { echo "the aarch64 agent uploaded ${uploaded:-0} readings; expected at least 3" >&2; exit 1; }
-  echo "aarch64 agent under qemu: $uploaded readings collected and acknowledged over MQTT"
+  uploaded=$("${QEMU[@]}" status --json | json '["uploaded_readings"]')
+  [ "$uploaded" -ge 3 ] || fail "the agent uploaded $uploaded readings; expected at least 3"
+
+  # Every acknowledged reading is in the cloud's store, once: each carries mem.used_bytes.
+  from=$(date -u -d '-10 min' +%Y-%m-%dT%H:%M:%S.000Z); to=$(date -u -d '+1 min' +%Y-%m-%dT%H:%M:%S.000Z)
+  stored=0
+  for _ in $(seq 1 100); do
+    stored=$(curl -sf -H "authorization: Bearer $TOKEN" \
+      "$URL/api/v1/telemetry/$DEVICE?metric=mem.used_bytes&from=$from&to=$to" | json '["points"].__len__()')
+    [ "$stored" -ge "$uploaded" ] && break
+    sleep 0.1
+  done
+  [ "$stored" = "$uploaded" ] || fail "the cloud stored $stored readings of the $uploaded the agent saw acknowledged"
+  echo "aarch64 agent under qemu: $uploaded readings collected, acknowledged over MQTT and stored by the cloud"
 fi

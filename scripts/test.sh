@@ -4,7 +4,8 @@
 #   2. check formatting and lints (clippy warnings are errors),
 #   3. run every crate's tests against those services,
 #   4. fuzz the protocol parsers briefly (scripts/fuzz.sh; EDGEWATCH_FUZZ_SECONDS, default 15),
-#   5. validate the deployment artefacts, check dependencies (cargo-deny), build the arm64 .deb.
+#   5. validate the deployment artefacts, check dependencies (cargo-deny), build the arm64 .deb,
+#   6. run the arm64 agent under qemu against a local cloud (packaging/build-arm.sh --run).
 # Prints the time each phase took.
 set -euo pipefail
 # rustup's toolchain first: a distribution rustc (Debian's rustc-web, which packaging/build-arm.sh
@@ -68,6 +69,8 @@ phase fuzz "$ROOT/scripts/fuzz.sh" "${EDGEWATCH_FUZZ_SECONDS:-15}"
 phase deploy "$ROOT/scripts/validate-deploy.sh"
 phase deny "$ROOT/scripts/deny.sh"
 phase deb "$ROOT/packaging/build-deb.sh" arm64
+# That aarch64 agent under qemu-user against a local cloud: enroll, collect, upload, all stored.
+phase qemu "$ROOT/packaging/build-arm.sh" --run
 
 trap - EXIT
 report
