@@ -8,7 +8,10 @@ use std::{borrow::Cow, collections::BTreeMap, fmt};
 
 use axum::{
     Json,
-    extract::{FromRequest, Request, rejection::JsonRejection},
+    extract::{
+        FromRequest, Request,
+        rejection::{BytesRejection, JsonRejection},
+    },
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -213,6 +216,16 @@ impl From<JsonRejection> for ApiError {
                 Self::too_large("the request body is larger than this endpoint accepts")
             }
             other => Self::malformed(other.body_text()),
+        }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::too_large("the request body is larger than this endpoint accepts")
+        } else {
+            Self::malformed(rejection.body_text())
         }
     }
 }

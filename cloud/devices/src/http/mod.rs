@@ -1,12 +1,15 @@
 //! The routes of API.md "Devices" built so far. Handlers are thin: parse, call [`Devices`], map.
 
-use std::sync::Arc;
+use std::{io::Read, sync::Arc};
 
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, FromRef, Path, Query, State, rejection::QueryRejection},
-    http::{HeaderMap, StatusCode, request::Parts},
+    extract::{
+        DefaultBodyLimit, FromRef, FromRequest, Path, Query, Request, State,
+        rejection::QueryRejection,
+    },
+    http::{HeaderMap, StatusCode, header::CONTENT_ENCODING, request::Parts},
     routing::{get, post},
 };
 use edgewatch_common::{
@@ -50,7 +53,8 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/v1/devices/{id}/config/current", get(current_config))
         .route(
             "/api/v1/devices/{id}/telemetry",
-            // A batch is at most 1 MiB: anything bigger is refused before it is buffered.
+            // A batch is at most 1 MiB: anything bigger is refused before it is buffered (a gzip
+            // body also while it is inflated, see `BatchBody`).
             post(ingest).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES)),
         )
         .route("/api/v1/openapi.json", get(openapi))
@@ -244,18 +248,59 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for DeviceSecret {
 
 #[utoipa::path(post, path = "/api/v1/devices/{id}/telemetry", security(("device" = [])),
     request_body(content = Object, description = "a batch (API.md \"Readings and batches\")"),
-    responses((status = 202, body = Ingested), (status = 400), (status = 401), (status = 403), (status = 413), (status = 422),
+    responses((status = 202, body = Ingested), (status = 400), (status = 401), (status = 403), (status = 413), (status = 415, description = "a Content-Encoding other than gzip"), (status = 422),
               (status = 503, description = "not handed on durably; retry after Retry-After")))]
 async fn ingest(
     State(state): State<AppState>,
     Path(id): Path<String>,
     DeviceSecret(secret): DeviceSecret,
     headers: HeaderMap,
-    body: Bytes,
+    BatchBody(body): BatchBody,
 ) -> Result<(StatusCode, Json<Ingested>), ApiError> {
     let request = request_id(&headers).map(str::to_owned);
     let outcome = state.devices.ingest(device_id(&id)?, &secret, &body, request).await?;
     Ok((StatusCode::ACCEPTED, Json(outcome)))
+}
+
+/// A telemetry body: JSON, or JSON sent with `Content-Encoding: gzip` (what the agent sends by
+/// default; batches shrink about tenfold). The compressed body is capped by the route's
+/// `DefaultBodyLimit`, the inflated one while inflating, so a small gzip bomb never grows past
+/// `MAX_BATCH_BYTES` in memory.
+struct BatchBody(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for BatchBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let encoding = req
+            .headers()
+            .get(CONTENT_ENCODING)
+            .map(|v| v.to_str().unwrap_or("(not text)").trim().to_ascii_lowercase());
+        let body = Bytes::from_request(req, state).await?;
+        match encoding.as_deref() {
+            None | Some("identity") => Ok(Self(body)),
+            Some("gzip" | "x-gzip") => inflate(&body).map(Self),
+            Some(other) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("Content-Encoding `{other}` is not accepted: send gzip or plain JSON"),
+            )),
+        }
+    }
+}
+
+fn inflate(gzip: &[u8]) -> Result<Bytes, ApiError> {
+    let mut json = Vec::with_capacity((gzip.len() * 8).min(MAX_BATCH_BYTES));
+    let mut decoder = flate2::read::GzDecoder::new(gzip).take(MAX_BATCH_BYTES as u64 + 1);
+    decoder
+        .read_to_end(&mut json)
+        .map_err(|e| ApiError::malformed(format!("the gzip body cannot be inflated: {e}")))?;
+    if json.len() > MAX_BATCH_BYTES {
+        return Err(ApiError::too_large(format!(
+            "the batch is larger than {MAX_BATCH_BYTES} bytes once inflated"
+        )));
+    }
+    Ok(json.into())
 }
 
 #[derive(OpenApi)]

@@ -258,6 +258,54 @@ async fn enrollment_ingest_and_credentials() {
     }
 }
 
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// The agent sends gzip; the limit holds for the inflated batch, and every refusal is the
+/// contract's error body.
+#[tokio::test]
+async fn gzip_batches_are_inflated_within_the_batch_limit() {
+    let mut app = spawn_app(Shape::Embedded).await;
+    let bob = app.user("bob@example.com").await;
+    let (device, token) = app.device(&bob, json!({"name": "pi"})).await;
+    let id = device["id"].as_str().unwrap().to_owned();
+    let enrolled: Value = app.enroll(&token).await.json().await.unwrap();
+    let secret = enrolled["device_secret"].as_str().unwrap().to_owned();
+
+    let accepted =
+        app.ingest_encoded(&id, &secret, Some("gzip"), &gzip(&batch(&id, &[1, 2]))).await;
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    assert_eq!(accepted.json::<Value>().await.unwrap(), json!({"accepted": 2, "duplicates": 0}));
+    let delivery =
+        tokio::time::timeout(Duration::from_secs(10), app.telemetry.next()).await.unwrap().unwrap();
+    let on_bus = edgewatch_protocol::Batch::from_json(&delivery.message.body).unwrap();
+    assert_eq!(on_bus.readings().len(), 2);
+    delivery.ack().await.unwrap();
+
+    // 8 MiB of spaces compress to a few KiB: refused once inflated past 1 MiB.
+    let bomb = gzip(&vec![b' '; 8 << 20]);
+    assert!(bomb.len() < 64 << 10);
+    let answer = app.ingest_encoded(&id, &secret, Some("gzip"), &bomb).await;
+    assert_eq!(error_code(answer, StatusCode::PAYLOAD_TOO_LARGE).await, "payload_too_large");
+    let answer = app.ingest_encoded(&id, &secret, Some("gzip"), b"not gzip at all").await;
+    assert_eq!(error_code(answer, StatusCode::BAD_REQUEST).await, "malformed_request");
+    let answer = app.ingest_encoded(&id, &secret, Some("br"), &batch(&id, &[3])).await;
+    assert_eq!(
+        error_code(answer, StatusCode::UNSUPPORTED_MEDIA_TYPE).await,
+        "unsupported_media_type"
+    );
+    // A plain body over the limit gets the contract's body too.
+    let huge = vec![b' '; edgewatch_protocol::limits::MAX_BATCH_BYTES + 1];
+    let answer = app.ingest(&id, &secret, &huge).await;
+    assert_eq!(error_code(answer, StatusCode::PAYLOAD_TOO_LARGE).await, "payload_too_large");
+    let quiet = tokio::time::timeout(Duration::from_millis(300), app.telemetry.next()).await;
+    assert!(quiet.is_err(), "refused batches must not reach the bus");
+}
+
 #[tokio::test]
 async fn ingest_answers_503_when_the_bus_cannot_take_the_batch() {
     let app = spawn_app(Shape::Distributed).await;

@@ -146,15 +146,27 @@ impl TestApp {
     }
 
     pub async fn ingest(&self, device_id: &str, secret: &str, body: &[u8]) -> Response {
-        self.client
+        self.ingest_encoded(device_id, secret, None, body).await
+    }
+
+    /// A telemetry post with this `Content-Encoding` (the body already encoded).
+    pub async fn ingest_encoded(
+        &self,
+        device_id: &str,
+        secret: &str,
+        encoding: Option<&str>,
+        body: &[u8],
+    ) -> Response {
+        let mut request = self
+            .client
             .post(self.url(&format!("/api/v1/devices/{device_id}/telemetry")))
             .bearer_auth(secret)
             .header("content-type", "application/json")
-            .header("x-request-id", "ingest-test-1")
-            .body(body.to_vec())
-            .send()
-            .await
-            .unwrap()
+            .header("x-request-id", "ingest-test-1");
+        if let Some(encoding) = encoding {
+            request = request.header("content-encoding", encoding);
+        }
+        request.body(body.to_vec()).send().await.unwrap()
     }
 }
 
