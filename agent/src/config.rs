@@ -5,8 +5,11 @@
 //!
 //! Recognised keys of `config`: `interval_s` (collection interval, 0.1..=86400), `collectors`
 //! (a list of families, e.g. `["cpu", "mem"]`), `drain_rate` (readings/s the backlog drains at,
-//! at least 1), `batch_max_readings` (1..=5000). Unknown keys are ignored (newer cloud, older
-//! agent); a bad value is refused with a warning and the previous value kept.
+//! at least 1), `batch_max_readings` (1..=5000), `uplink` (`"http"` or `"mqtt"`: the agent stops
+//! the one it runs between batches and starts the other; `"none"` is refused, since it would cut
+//! the device off from any later config). Unknown keys are ignored (newer cloud, older agent); a
+//! bad value is refused with a warning and the previous value kept. A remote config is kept in
+//! the buffer's file and applied over the command line's settings at the next start.
 
 use std::time::Duration;
 
@@ -14,6 +17,15 @@ use edgewatch_protocol::limits;
 use serde_json::{Map, Value};
 
 use crate::collect::Family;
+
+/// How the agent reaches the cloud.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UplinkKind {
+    Http,
+    Mqtt,
+    /// Collect and buffer only (a device with no link yet, or a benchmark).
+    None,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuntimeConfig {
@@ -23,6 +35,7 @@ pub struct RuntimeConfig {
     /// link (or the service) when the link comes back.
     pub drain_rate: u32,
     pub batch_max_readings: usize,
+    pub uplink: UplinkKind,
     /// The version of the remote config applied (0: none yet).
     pub version: u64,
 }
@@ -34,6 +47,7 @@ impl Default for RuntimeConfig {
             families: Family::ALL.to_vec(),
             drain_rate: 50_000,
             batch_max_readings: 1_000,
+            uplink: UplinkKind::Http,
             version: 0,
         }
     }
@@ -73,6 +87,13 @@ impl RuntimeConfig {
                 None => problems.push(format!("batch_max_readings must be 1 to 5000, not {value}")),
             }
         }
+        if let Some(value) = remote.get("uplink") {
+            match value.as_str() {
+                Some("http") => self.uplink = UplinkKind::Http,
+                Some("mqtt") => self.uplink = UplinkKind::Mqtt,
+                _ => problems.push(format!("uplink must be \"http\" or \"mqtt\", not {value}")),
+            }
+        }
         self.version = version;
         for problem in &problems {
             tracing::warn!(version, problem, "Remote config value refused");
@@ -103,12 +124,17 @@ mod tests {
         assert_eq!(config.interval, Duration::from_millis(2500));
         assert_eq!(config.families, vec![Family::Cpu, Family::Mem]);
         assert_eq!((config.drain_rate, config.version), (100, 3));
+        assert_eq!(config.uplink, UplinkKind::Http);
 
         let problems = config.apply(
             4,
-            &map(json!({"interval_s": 0, "collectors": ["gpu"], "batch_max_readings": 9000})),
+            &map(json!({"interval_s": 0, "collectors": ["gpu"], "batch_max_readings": 9000,
+                        "uplink": "none"})),
         );
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert_eq!(config.uplink, UplinkKind::Http);
+        assert!(config.apply(5, &map(json!({"uplink": "mqtt"}))).is_empty());
+        assert_eq!(config.uplink, UplinkKind::Mqtt);
         assert_eq!(config.interval, Duration::from_millis(2500));
         assert_eq!(config.families, vec![Family::Cpu, Family::Mem]);
         assert_eq!(config.version, 4);

@@ -96,7 +96,7 @@ enum Format {
 
 #[derive(clap::Args, Debug)]
 struct RunArgs {
-    /// How readings reach the cloud.
+    /// How readings reach the cloud (until a remote config's `uplink` says otherwise).
     #[arg(long, value_enum, default_value_t = UplinkKind::Http)]
     uplink: UplinkKind,
     /// Seconds between collections (until a remote config says otherwise).

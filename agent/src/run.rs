@@ -1,6 +1,11 @@
 //! `edgewatch-agent run`: the collector, the uplink and the config poller as three tasks around
 //! one buffer. The collector only ever appends; the uplink only ever peeks, acks and
 //! quarantines; either may fail (full disk, cloud down) without stopping the other.
+//!
+//! The uplink runs under a supervisor that follows the config's `uplink`: when a remote config
+//! names the other transport it stops the running one (its drain, and its MQTT session or HTTP
+//! config poller) and starts the other. A batch in flight at that moment stays in the buffer
+//! until some transport's ack; if both delivered it, the cloud drops the second copy by seq.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -20,14 +25,7 @@ use crate::{
     uplink::{self, http::HttpUplink},
 };
 
-/// How the agent reaches the cloud.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum UplinkKind {
-    Http,
-    Mqtt,
-    /// Collect and buffer only (a device with no link yet, or a benchmark).
-    None,
-}
+pub use crate::config::UplinkKind;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -60,6 +58,7 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<()>
     })?;
     let buffer = Buffer::open(&buffer_path(&options.data_dir), options.buffer.clone())?;
     let mut initial = options.config.clone();
+    initial.uplink = options.uplink;
     if let Some(saved) = buffer.remote_config()? {
         initial.apply(saved.version, &saved.config);
     }
@@ -87,55 +86,119 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<()>
     }
     if let Some(credentials) = credentials {
         let server = options.server.clone().unwrap_or_else(|| credentials.server.clone());
-        match options.uplink {
-            UplinkKind::Http => {
-                let uplink = Arc::new(HttpUplink::new(
-                    &server,
-                    credentials.device_id,
-                    &credentials.device_secret,
-                )?);
-                tasks.spawn(uplink::drain(
-                    buffer.clone(),
-                    uplink,
-                    credentials.device_id,
-                    config_rx.clone(),
-                    Arc::clone(&wake),
-                    shutdown.clone(),
-                ));
-                tasks.spawn(poll_config(
-                    server,
-                    credentials,
-                    buffer.clone(),
-                    config_tx,
-                    options.config_poll,
-                    shutdown.clone(),
-                ));
-            }
-            UplinkKind::Mqtt => {
-                let (uplink, session) = uplink::mqtt::MqttUplink::start(
-                    &credentials,
-                    options.mqtt_ca.as_deref(),
-                    buffer.clone(),
-                    config_tx,
-                    shutdown.clone(),
-                )?;
-                tasks.spawn(session);
-                tasks.spawn(uplink::drain(
-                    buffer.clone(),
-                    Arc::new(uplink),
-                    credentials.device_id,
-                    config_rx.clone(),
-                    Arc::clone(&wake),
-                    shutdown.clone(),
-                ));
-            }
-            UplinkKind::None => {}
-        }
+        let link = Link {
+            server,
+            credentials,
+            mqtt_ca: options.mqtt_ca.clone(),
+            buffer: buffer.clone(),
+            config: config_tx,
+            wake: Arc::clone(&wake),
+            config_poll: options.config_poll,
+        };
+        tasks.spawn(link.supervise(shutdown.clone()));
     }
     tracing::info!(data_dir = %options.data_dir.display(), uplink = ?options.uplink, "Agent running");
     crate::systemd::ready(buffer.clone(), shutdown.clone());
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// What an uplink needs, whichever transport it is.
+struct Link {
+    server: String,
+    credentials: Credentials,
+    mqtt_ca: Option<PathBuf>,
+    buffer: SharedBuffer,
+    config: watch::Sender<RuntimeConfig>,
+    wake: Arc<Notify>,
+    config_poll: Duration,
+}
+
+impl Link {
+    /// Runs the uplink the config names until `shutdown`, switching when the config changes it.
+    async fn supervise(self, shutdown: CancellationToken) {
+        let mut config = self.config.subscribe();
+        loop {
+            let kind = config.borrow_and_update().uplink;
+            let stop = shutdown.child_token();
+            let mut running = tokio::task::JoinSet::new();
+            if let Err(err) = self.start(kind, &mut running, &stop) {
+                tracing::error!(%err, uplink = ?kind, "Cannot start the uplink; waiting for another config");
+            }
+            let next = loop {
+                tokio::select! {
+                    changed = config.changed() => {
+                        if changed.is_err() {
+                            break None;
+                        }
+                        let next = config.borrow_and_update().uplink;
+                        if next != kind {
+                            break Some(next);
+                        }
+                    }
+                    () = shutdown.cancelled() => break None,
+                }
+            };
+            stop.cancel();
+            while running.join_next().await.is_some() {}
+            match next {
+                Some(next) => tracing::info!(from = ?kind, to = ?next, "Switching the uplink"),
+                None => return,
+            }
+        }
+    }
+
+    fn start(
+        &self,
+        kind: UplinkKind,
+        running: &mut tokio::task::JoinSet<()>,
+        stop: &CancellationToken,
+    ) -> Result<()> {
+        let device_id = self.credentials.device_id;
+        match kind {
+            UplinkKind::Http => {
+                let uplink =
+                    HttpUplink::new(&self.server, device_id, &self.credentials.device_secret)?;
+                running.spawn(self.drain(Arc::new(uplink), stop));
+                running.spawn(poll_config(
+                    self.server.clone(),
+                    self.credentials.clone(),
+                    self.buffer.clone(),
+                    self.config.clone(),
+                    self.config_poll,
+                    stop.clone(),
+                ));
+            }
+            UplinkKind::Mqtt => {
+                let (uplink, session) = uplink::mqtt::MqttUplink::start(
+                    &self.credentials,
+                    self.mqtt_ca.as_deref(),
+                    self.buffer.clone(),
+                    self.config.clone(),
+                    stop.clone(),
+                )?;
+                running.spawn(session);
+                running.spawn(self.drain(Arc::new(uplink), stop));
+            }
+            UplinkKind::None => {}
+        }
+        Ok(())
+    }
+
+    fn drain<U: uplink::Uplink>(
+        &self,
+        uplink: Arc<U>,
+        stop: &CancellationToken,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        uplink::drain(
+            self.buffer.clone(),
+            uplink,
+            self.credentials.device_id,
+            self.config.subscribe(),
+            Arc::clone(&self.wake),
+            stop.clone(),
+        )
+    }
 }
 
 async fn collect_loop(

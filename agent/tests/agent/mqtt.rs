@@ -147,3 +147,74 @@ async fn mqtt_uplink_with_status_will_live_config_and_kill_9() {
     assert!(all.windows(2).all(|w| w[0] + 1 == w[1]), "a gap in the seqs: {all:?}");
     assert_eq!(*all.last().unwrap() + 1, stats.next_seq);
 }
+
+/// The uplink is part of the remote config: an HTTP agent told to use MQTT switches without a
+/// restart (it learns the config by polling), and back again (it learns that one over MQTT).
+/// Every seq reaches the cloud by one way or the other; none is lost in a switch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_config_switches_the_uplink_live_both_ways() {
+    let cloud = Cloud::with_broker().await;
+    let dir = temp_dir();
+    let device = enrolled(&cloud, &dir).await.device_id;
+    let seen = watch(device).await;
+    let mqtt_seqs = || seen.lock().unwrap().seqs.clone();
+
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_edgewatch-agent"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["run", "--uplink", "http", "--interval", "0.1", "--config-poll", "0.2"])
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(20), "telemetry over HTTP", || {
+        cloud.seqs_of(device).len() >= 10
+    })
+    .await;
+    assert!(mqtt_seqs().is_empty(), "an HTTP agent publishes nothing");
+
+    let set = |uplink: &str| {
+        let config = serde_json::json!({ "uplink": uplink });
+        let config = config.as_object().unwrap().clone();
+        let core = cloud.core.clone();
+        let admin = cloud.admin.clone();
+        async move { core.set_config(&admin, device, config).await.unwrap().version }
+    };
+    let to_mqtt = set("mqtt").await;
+    eventually(Duration::from_secs(20), "telemetry over MQTT after the switch", || {
+        mqtt_seqs().len() >= 10
+    })
+    .await;
+    eventually(Duration::from_secs(10), "the MQTT status with the config version", || {
+        last_status(&seen).is_some_and(|s| s.online && s.config_version == Some(to_mqtt))
+    })
+    .await;
+
+    set("http").await;
+    // Leaving MQTT, the session says goodbye; then HTTP carries seqs MQTT never saw.
+    eventually(Duration::from_secs(20), "status offline as the agent leaves MQTT", || {
+        last_status(&seen).is_some_and(|s| !s.online)
+    })
+    .await;
+    let last_over_mqtt = mqtt_seqs().into_iter().max().unwrap();
+    eventually(Duration::from_secs(20), "telemetry over HTTP again", || {
+        cloud.seqs_of(device).iter().filter(|s| **s > last_over_mqtt).count() >= 10
+    })
+    .await;
+    assert!(agent.try_wait().unwrap().is_none(), "the agent kept running through both switches");
+
+    let stopped = Command::new("kill").args(["-TERM", &agent.id().to_string()]).status().unwrap();
+    assert!(stopped.success());
+    assert!(agent.wait().unwrap().success());
+    let buffer = Buffer::open(&run::buffer_path(&dir), BufferOptions::default()).unwrap();
+    let mut all = cloud.seqs_of(device);
+    all.extend(mqtt_seqs());
+    buffer
+        .for_each_pending(|r| {
+            all.push(r.seq.get());
+            Ok(())
+        })
+        .unwrap();
+    all.sort_unstable();
+    all.dedup();
+    assert!(all.windows(2).all(|w| w[0] + 1 == w[1]), "a gap in the seqs: {all:?}");
+    assert_eq!(*all.last().unwrap() + 1, buffer.stats().unwrap().next_seq);
+}
