@@ -173,24 +173,36 @@ EOF
 #!/usr/bin/env bash
 # Stops this RabbitMQ node (connections drop, durable queues and persistent messages stay on
 # disk) and starts it again. Tests use it to prove clients recover without losing anything.
+# Holds the node's lock meanwhile, so a concurrent \`services.sh start\` waits instead of taking
+# the stopped node for a dead one and starting it empty.
 set -e
-"$dir/ctl" stop "$dir/rabbitmq.pid" >/dev/null
-"$dir/start"
+exec 9>"$dir/node.lock"
+flock 9
+"$dir/ctl" stop "$dir/rabbitmq.pid" >/dev/null 9>&-
+"$dir/start" 9>&-
 EOF
   chmod +x "$dir/ctl" "$dir/start" "$dir/restart"
 }
 
 start_rabbit() { # start_rabbit NAME AMQP_PORT
   local name=$1 port=$2
+  # Not while a test restarts this node (its restart script holds the lock, and rewriting the
+  # script bash is running would break it).
+  mkdir -p "$DIR/$name"
+  exec 9>"$DIR/$name/node.lock"
+  flock 9
   rabbit_setup "$name" "$port"
   if port_open "$port" && "$DIR/$name/ctl" -q status >/dev/null 2>&1; then
+    exec 9>&-
     log "$name already running"; return
   fi
   rm -rf "$DIR/$name/mnesia"  # throwaway: a node that is not running starts empty
   mkdir -p "$DIR/$name/mnesia"
   log "starting $name (RabbitMQ) on 127.0.0.1:$port, management on $((port + 100))"
-  "$DIR/$name/start" || die "$name did not start; see $DIR/$name/log"
+  # The node must not inherit the lock, or it would hold it for as long as it runs.
+  "$DIR/$name/start" 9>&- || die "$name did not start; see $DIR/$name/log"
   wait_for "$name management" 60 curl -fsS -u guest:guest "http://127.0.0.1:$((port + 100))/api/overview"
+  exec 9>&-
 }
 
 stop_rabbit() { [ -x "$DIR/$1/ctl" ] && "$DIR/$1/ctl" stop >/dev/null 2>&1 || true; }
