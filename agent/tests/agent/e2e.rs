@@ -1,5 +1,5 @@
-//! The agent against the real devices service: enrollment, upload, the cloud offline for two minutes then back,
-//! a refused batch quarantined, a config change applied live.
+//! The agent against the real devices service: enrollment, upload, the cloud offline for two
+//! minutes then back, a refused batch quarantined, a config change applied live.
 
 use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc, time::Duration};
 
