@@ -133,10 +133,11 @@ mod tests {
         );
         assert_eq!(problems.len(), 4, "{problems:?}");
         assert_eq!(config.uplink, UplinkKind::Http);
-        assert!(config.apply(5, &map(json!({"uplink": "mqtt"}))).is_empty());
-        assert_eq!(config.uplink, UplinkKind::Mqtt);
         assert_eq!(config.interval, Duration::from_millis(2500));
         assert_eq!(config.families, vec![Family::Cpu, Family::Mem]);
         assert_eq!(config.version, 4);
+
+        assert!(config.apply(5, &map(json!({"uplink": "mqtt"}))).is_empty());
+        assert_eq!((config.uplink, config.version), (UplinkKind::Mqtt, 5));
     }
 }
