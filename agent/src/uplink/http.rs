@@ -2,7 +2,7 @@
 //! token; 202 means the devices service handed the batch on durably.
 //!
 //! Bodies are gzip-compressed JSON (`Content-Encoding: gzip`; a batch of host readings shrinks
-//! about tenfold, which matters on metered links). A server that answers 415 does not take gzip:
+//! to about a quarter, which matters on metered links). A server that answers 415 does not take gzip:
 //! the uplink then sends plain JSON for the rest of the run and retries the batch at once, so an
 //! older server never gets a batch quarantined for its encoding.
 //!

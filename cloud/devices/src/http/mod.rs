@@ -263,7 +263,7 @@ async fn ingest(
 }
 
 /// A telemetry body: JSON, or JSON sent with `Content-Encoding: gzip` (what the agent sends by
-/// default; batches shrink about tenfold). The compressed body is capped by the route's
+/// default; host batches shrink to about a quarter). The compressed body is capped by the route's
 /// `DefaultBodyLimit`, the inflated one while inflating, so a small gzip bomb never grows past
 /// `MAX_BATCH_BYTES` in memory.
 struct BatchBody(Bytes);
