@@ -10,6 +10,7 @@ pub mod collect;
 pub mod config;
 pub mod enroll;
 pub mod error;
+pub mod metrics;
 pub mod run;
 pub mod systemd;
 pub mod uplink;

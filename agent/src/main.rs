@@ -128,6 +128,10 @@ struct RunArgs {
     /// is used otherwise.
     #[arg(long, env = "EDGEWATCH_AGENT_MQTT_CA", value_name = "FILE")]
     mqtt_ca: Option<PathBuf>,
+    /// Serve the agent's counters for Prometheus at http://ADDR/metrics (e.g. 127.0.0.1:9464);
+    /// off unless given.
+    #[arg(long, value_name = "ADDR", env = "EDGEWATCH_AGENT_METRICS")]
+    metrics: Option<std::net::SocketAddr>,
     /// The client id of the agent's persistent session at the sensor broker.
     #[arg(long, default_value = "edgewatch-agent-sensors")]
     sensors_client_id: String,
@@ -214,6 +218,7 @@ fn run_agent(args: RunArgs, data_dir: PathBuf, credentials: PathBuf) -> anyhow::
             client_id: args.sensors_client_id,
         }),
         mqtt_ca: args.mqtt_ca,
+        metrics: args.metrics,
     };
     // Two threads: one for the tasks, one spare; SQLite and sysinfo run on the blocking pool.
     let runtime = tokio::runtime::Builder::new_multi_thread()

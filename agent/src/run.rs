@@ -43,6 +43,8 @@ pub struct RunOptions {
     pub sensors: Option<crate::collect::sensors::SensorSource>,
     /// The CA certificate(s) of a private MQTT broker with TLS (else the system's CA store).
     pub mqtt_ca: Option<PathBuf>,
+    /// Where to serve `GET /metrics` for Prometheus, if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 pub fn buffer_path(data_dir: &std::path::Path) -> PathBuf {
@@ -63,6 +65,14 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<()>
         initial.apply(saved.version, &saved.config);
     }
     let buffer = SharedBuffer::new(buffer);
+    let metrics = match options.metrics {
+        Some(addr) => Some(crate::metrics::bind(addr).await.map_err(|source| AgentError::Io {
+            context: "listening for metrics scrapes",
+            path: PathBuf::from(addr.to_string()),
+            source,
+        })?),
+        None => None,
+    };
     let credentials = match options.uplink {
         UplinkKind::None => None,
         _ => Some(Credentials::load(&options.credentials)?),
@@ -70,6 +80,9 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<()>
     let (config_tx, config_rx) = watch::channel(initial);
     let wake = Arc::new(Notify::new());
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(listener) = metrics {
+        tasks.spawn(crate::metrics::serve(listener, buffer.clone(), shutdown.clone()));
+    }
     tasks.spawn(collect_loop(
         buffer.clone(),
         config_rx.clone(),

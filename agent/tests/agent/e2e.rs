@@ -82,6 +82,7 @@ pub fn options(dir: &Path, interval: Duration) -> RunOptions {
         server: None,
         sensors: None,
         mqtt_ca: None,
+        metrics: None,
     }
 }
 
@@ -292,4 +293,63 @@ async fn a_full_disk_stops_collection_and_it_resumes_when_space_returns() {
     agent.await.unwrap().unwrap();
     // Refused cycles must not have used up seqs.
     assert_no_gaps(&cloud, device, &dir).await;
+}
+
+/// The value of an unlabelled sample in a Prometheus text answer.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_agents_counters() {
+    let mut cloud = Cloud::start().await;
+    let dir = temp_dir();
+    enrolled(&cloud, &dir).await;
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut options = options(&dir, Duration::from_millis(100));
+    options.metrics = Some(addr);
+    let shutdown = CancellationToken::new();
+    let agent = tokio::spawn(run::run(options, shutdown.clone()));
+    let url = format!("http://{addr}/metrics");
+    let scrape = || async {
+        let answer = reqwest::get(&url).await.unwrap();
+        assert_eq!(answer.status(), 200);
+        assert!(answer.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+        answer.text().await.unwrap()
+    };
+
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while sample(&text, "edgewatch_agent_uploaded_readings_total").unwrap_or(0.0) < 5.0 {
+        assert!(tokio::time::Instant::now() < deadline, "no uploads counted: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        text = scrape().await;
+    }
+    assert_eq!(sample(&text, "edgewatch_agent_link_up"), Some(1.0), "{text}");
+    assert!(sample(&text, "edgewatch_agent_last_upload_timestamp_seconds").is_some(), "{text}");
+    assert!(text.contains("edgewatch_agent_dropped_readings_total{policy=\"oldest\"} 0"), "{text}");
+
+    // The cloud goes away: the link is down and readings pile up, as the scrape says.
+    cloud.go_offline().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        text = scrape().await;
+        if sample(&text, "edgewatch_agent_link_up") == Some(0.0)
+            && sample(&text, "edgewatch_agent_pending_readings").unwrap_or(0.0) >= 5.0
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the outage is not visible: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sample(&text, "edgewatch_agent_oldest_pending_timestamp_seconds").is_some(), "{text}");
+
+    // Anything but GET /metrics is a 404; an endless request head is cut off.
+    let other = reqwest::get(format!("http://{addr}/")).await.unwrap();
+    assert_eq!(other.status(), 404);
+    let long = reqwest::Client::new().get(&url).header("x-pad", "a".repeat(16 << 10)).send().await;
+    assert_eq!(long.unwrap().status(), 431);
+
+    shutdown.cancel();
+    agent.await.unwrap().unwrap();
 }
