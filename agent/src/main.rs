@@ -173,14 +173,24 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Logs to stderr at `RUST_LOG` (`info` by default; `debug`, or per module as in
+/// `info,edgewatch_agent::uplink=debug`). Plain target filters, not `EnvFilter`: its regex engine
+/// would cost the binary about half a megabyte of its size budget.
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use tracing_subscriber::{filter::Targets, prelude::*};
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(text) => text.parse::<Targets>().unwrap_or_else(|err| {
+            eprintln!("RUST_LOG={text:?} is not understood ({err}); logging at info");
+            Targets::new().with_default(tracing::Level::INFO)
+        }),
+        Err(_) => Targets::new().with_default(tracing::Level::INFO),
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     if json {
-        builder.json().init();
+        registry.with(fmt.json()).init();
     } else {
-        builder.init();
+        registry.with(fmt).init();
     }
 }
 

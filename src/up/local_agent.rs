@@ -78,6 +78,7 @@ pub async fn start(
         server: Some(server.to_owned()),
         sensors: sensors.map(|url| SensorSource { url, client_id: "edgewatch-up-agent".into() }),
         mqtt_ca: None,
+        metrics: None,
     };
     Ok(tokio::spawn(async move {
         if let Err(err) = edgewatch_agent::run::run(options, shutdown).await {
