@@ -57,7 +57,11 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 (cd "$ROOT" && "$CARGO" build --locked --release --target $TARGET -p edgewatch-agent --bin edgewatch-agent)
 BIN=$TARGET_DIR/$TARGET/release/edgewatch-agent
 file "$BIN" 2>/dev/null || true
-echo "built $BIN ($(stat -c %s "$BIN") bytes)"
+SIZE=$(stat -c %s "$BIN")
+echo "built $BIN ($SIZE bytes)"
+# The issue's footprint budget for the device binary; CI fails when a change outgrows it.
+BUDGET=8000000
+[ "$SIZE" -le "$BUDGET" ] || { echo "the aarch64 agent is $SIZE bytes, over its $BUDGET-byte budget" >&2; exit 1; }
 
 CROSS_LIBC=/usr/aarch64-linux-gnu
 QEMU_RUN=(qemu-aarch64-static -L "$CROSS_LIBC" -E "LD_LIBRARY_PATH=$CROSS_LIBC/lib" "$BIN")
