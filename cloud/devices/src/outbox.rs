@@ -3,11 +3,26 @@
 //! bus confirmed it. When the bus cannot take an event the relay backs off and tries the same
 //! event again, so an outage delays events and never drops or reorders them.
 //!
-//! Delivery is at least once: a crash between the confirm and the delete, or two replicas
-//! relaying the same rows, republishes an event with the same `message_id`, by which consumers
-//! recognise it.
+//! One relay per deployment: every replica runs this loop, but only the one that holds the
+//! store's [`RelayLock`] relays (PostgreSQL: a session-level advisory lock on a connection of
+//! its own; SQLite: one process, always held). The others check every [`POLL`] and take over
+//! when the holder stops or dies — PostgreSQL releases the lock with its session. Two replicas
+//! relaying at once would publish the same rows twice and interleave their batches out of
+//! order; with the lock, events leave in id order, which for one device is the order of its
+//! writes (they lock its row in turn). The holder checks the lock before every round, so after
+//! a lost session at most the round in flight overlaps with the next holder's.
+//!
+//! Delivery is at least once: a crash between the confirm and the delete, or that overlap,
+//! republishes an event with the same `message_id`, by which consumers recognise it. A write on
+//! a standby replica wakes only its own (idle) loop: the holder sees the row within [`POLL`].
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use edgewatch_common::{
     bus::{Bus, Message},
@@ -15,7 +30,7 @@ use edgewatch_common::{
 };
 use tokio::sync::Notify;
 
-use crate::repository::DeviceRepository;
+use crate::repository::{DeviceRepository, RelayLock};
 
 /// Rows read per round.
 const BATCH: usize = 200;
@@ -24,13 +39,32 @@ const POLL: Duration = Duration::from_secs(1);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-/// Wakes the relay after a write; cheap to clone.
+/// Wakes the relay after a write, and tells whether this replica is the relay; cheap to clone.
 #[derive(Clone, Default)]
-pub struct Wake(Arc<Notify>);
+pub struct Wake {
+    notify: Arc<Notify>,
+    relaying: Arc<AtomicBool>,
+}
 
 impl Wake {
     pub fn wake(&self) {
-        self.0.notify_one();
+        self.notify.notify_one();
+    }
+
+    /// Whether this replica's relay holds the lock (is the deployment's relay) now.
+    pub fn relaying(&self) -> bool {
+        self.relaying.load(Ordering::Acquire)
+    }
+
+    fn set_relaying(&self, yes: bool) {
+        if self.relaying.swap(yes, Ordering::AcqRel) != yes {
+            tracing::info!(
+                relaying = yes,
+                "Outbox relay {}",
+                if yes { "took over" } else { "stood down" }
+            );
+        }
+        metrics::gauge!("edgewatch_devices_outbox_relaying").set(if yes { 1.0 } else { 0.0 });
     }
 }
 
@@ -79,7 +113,8 @@ pub async fn relay_once(repo: &dyn DeviceRepository, bus: &dyn Bus) -> Round {
     if stalled { Round::Stalled(relayed) } else { Round::Relayed(relayed) }
 }
 
-/// Runs the relay until `shutdown`.
+/// Runs the relay until `shutdown`: waits to hold the store's relay lock, then relays while it
+/// holds it.
 pub fn spawn(
     repo: Arc<dyn DeviceRepository>,
     bus: Arc<dyn Bus>,
@@ -87,35 +122,55 @@ pub fn spawn(
     shutdown: Shutdown,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let mut lock = repo.relay_lock();
         let mut failures = 0u32;
         loop {
-            let wait = match relay_once(repo.as_ref(), bus.as_ref()).await {
-                Round::Relayed(n) if n >= BATCH => {
-                    failures = 0;
-                    continue;
-                }
-                Round::Relayed(_) => {
-                    failures = 0;
-                    None
-                }
-                Round::Stalled(_) => {
-                    failures = failures.saturating_add(1);
-                    Some(BACKOFF_MIN.saturating_mul(1 << failures.min(6)).min(BACKOFF_MAX))
-                }
+            let wait = match hold(lock.as_mut(), &wake).await {
+                false => Some(POLL),
+                true => match relay_once(repo.as_ref(), bus.as_ref()).await {
+                    Round::Relayed(n) if n >= BATCH => {
+                        failures = 0;
+                        continue;
+                    }
+                    Round::Relayed(_) => {
+                        failures = 0;
+                        None
+                    }
+                    Round::Stalled(_) => {
+                        failures = failures.saturating_add(1);
+                        Some(BACKOFF_MIN.saturating_mul(1 << failures.min(6)).min(BACKOFF_MAX))
+                    }
+                },
             };
             match wait {
-                // Backing off: a wake does not cut it short, the bus needs the time.
-                Some(backoff) => tokio::select! {
+                // Backing off or standing by: a wake does not cut it short.
+                Some(wait) => tokio::select! {
                     () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(wait) => {}
                 },
                 None => tokio::select! {
                     () = shutdown.cancelled() => break,
-                    () = wake.0.notified() => {}
+                    () = wake.notify.notified() => {}
                     () = tokio::time::sleep(POLL) => {}
                 },
             }
         }
+        // Dropping the lock's connection releases it: a standby takes over within its poll.
+        drop(lock);
+        wake.set_relaying(false);
         tracing::debug!("Outbox relay stopped");
     })
+}
+
+/// Whether this replica may relay now (see [`RelayLock::hold`]).
+async fn hold(lock: &mut dyn RelayLock, wake: &Wake) -> bool {
+    let held = match lock.hold().await {
+        Ok(held) => held,
+        Err(err) => {
+            tracing::warn!(%err, "Cannot take or check the outbox relay lock");
+            false
+        }
+    };
+    wake.set_relaying(held);
+    held
 }

@@ -1,7 +1,7 @@
 //! What the devices service does, independent of HTTP and MQTT. Every registry call takes the
 //! caller and enforces ownership: users see and change their own devices, admins all of them.
-//! Telemetry from HTTP and from the MQTT bridge takes the same path ([`Devices::accept`]): to the
-//! bus with a confirm, then the device is marked seen.
+//! Telemetry from HTTP and from the MQTT bridge takes the same path ([`Devices::accept`]): the
+//! device is marked seen, then the batch goes to the bus with a confirm.
 
 use std::{
     sync::{
@@ -187,6 +187,11 @@ impl Devices {
     /// The handle that wakes the outbox relay (for [`crate::outbox::spawn`]).
     pub fn event_wake(&self) -> outbox::Wake {
         self.events.clone()
+    }
+
+    /// Whether this replica relays the event outbox now (one replica of a deployment does).
+    pub fn relays_outbox(&self) -> bool {
+        self.events.relaying()
     }
 
     /// Whether the MQTT bridge is connected with its subscriptions in place (messages published
@@ -456,9 +461,15 @@ impl Devices {
         self.accept(&batch, Via::Http, request_id).await
     }
 
-    /// The path every valid batch takes, from HTTP or MQTT: to the bus (returning after its
-    /// confirm), then the device is marked seen (online, with a `device.status` event if it was
-    /// not online before).
+    /// The path every valid batch takes, from HTTP or MQTT: the device is marked seen (online,
+    /// with a `device.status` event if it was not online before), then the batch goes to the bus
+    /// (returning after its confirm).
+    ///
+    /// The registry comes first so that an unreachable database refuses the batch before it is
+    /// on the bus: the device keeps it and retries (HTTP 503, MQTT unacked), and the registry
+    /// never misses the traffic that made a device online — a device shown offline while its
+    /// readings flow would be wrong. A batch the bus then refuses leaves the device marked seen,
+    /// which it was: it spoke to us.
     pub async fn accept(
         &self,
         batch: &Batch,
@@ -466,16 +477,11 @@ impl Devices {
         request_id: Option<String>,
     ) -> Result<Ingested, DevicesError> {
         let id = batch.device_id();
+        let change = self.repo.mark_seen(id, Timestamp::now()).await?;
+        self.status_changed(change);
         self.bus.publish(Message::telemetry(batch, request_id)).await?;
         metrics::counter!("edgewatch_devices_readings_accepted_total", "via" => via.label())
             .increment(batch.readings().len() as u64);
-        // The readings are safe on the bus; a failed status update must not fail the request.
-        match self.repo.mark_seen(id, Timestamp::now()).await {
-            Ok(change) => self.status_changed(change),
-            Err(err) => {
-                tracing::warn!(%err, device_id = %id, "Could not record the device as seen")
-            }
-        }
         Ok(Ingested { accepted: batch.readings().len(), duplicates: 0 })
     }
 

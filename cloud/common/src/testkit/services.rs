@@ -128,6 +128,8 @@ pub struct PrivateServer {
     port: u16,
     command: Box<dyn Fn(u16) -> tokio::process::Command + Send + Sync>,
     child: Option<tokio::process::Child>,
+    /// The signal that asks the server to stop (`kill -<signal>`); `None` kills it at once.
+    stop_signal: Option<&'static str>,
 }
 
 impl PrivateServer {
@@ -142,9 +144,15 @@ impl PrivateServer {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap_or_else(|e| panic!("no free loopback port: {e}"));
-        let mut server = Self { name, scheme, port, command: Box::new(command), child: None };
+        let mut server =
+            Self { name, scheme, port, command: Box::new(command), child: None, stop_signal: None };
         server.restart().await;
         server
+    }
+
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `<scheme>://127.0.0.1:<port>`.
@@ -152,11 +160,26 @@ impl PrivateServer {
         format!("{}://127.0.0.1:{}", self.scheme, self.port)
     }
 
-    /// Kills the server: clients see connection errors from now on.
+    /// Stops the server: clients see connection errors from now on. A server with a stop signal
+    /// gets it first and a few seconds to exit (PostgreSQL killed outright can leave its
+    /// shared memory behind and refuse to start again); it is killed after that.
     pub async fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill().await;
+        let Some(mut child) = self.child.take() else { return };
+        if let (Some(signal), Some(pid)) = (self.stop_signal, child.id()) {
+            let asked = tokio::process::Command::new("kill")
+                .args([format!("-{signal}"), pid.to_string()])
+                .status()
+                .await
+                .is_ok_and(|status| status.success());
+            if asked
+                && tokio::time::timeout(std::time::Duration::from_secs(15), child.wait())
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
         }
+        let _ = child.kill().await;
     }
 
     /// Starts the server again on the same port.
@@ -219,4 +242,142 @@ pub async fn private_ferretdb() -> PrivateServer {
         command
     })
     .await
+}
+
+/// A PostgreSQL server of the test's own: a fresh cluster in a temporary directory (trust
+/// authentication, user `postgres`), on a free loopback port, keeping its data across restarts.
+/// Outage tests stop it (fast shutdown: every connection is closed) and start it again.
+pub struct PrivatePostgres {
+    server: PrivateServer,
+}
+
+/// A private PostgreSQL (see [`PrivatePostgres`]), serving once this returns.
+///
+/// # Panics
+/// When PostgreSQL's programs are not installed (`scripts/services.sh` installs them) or the
+/// cluster cannot be made.
+pub async fn private_postgres() -> PrivatePostgres {
+    use std::os::unix::process::CommandExt;
+    let bin = postgres_bin();
+    let data = std::env::temp_dir().join(unique("postgres"));
+    std::fs::create_dir_all(&data).unwrap_or_else(|e| panic!("creating {}: {e}", data.display()));
+    // PostgreSQL refuses to run as root: as root, the cluster belongs to the `postgres` user.
+    let owner = running_as_root().then(postgres_user);
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(&data, Some(uid), Some(gid))
+            .unwrap_or_else(|e| panic!("chown {} to postgres: {e}", data.display()));
+    }
+    let mut initdb = std::process::Command::new(bin.join("initdb"));
+    initdb.args(["-U", "postgres", "-A", "trust", "--no-sync", "-D"]).arg(&data);
+    if let Some((uid, gid)) = owner {
+        initdb.uid(uid).gid(gid);
+    }
+    let made = initdb.output().unwrap_or_else(|e| panic!("cannot run initdb ({e}); {HOW}"));
+    assert!(made.status.success(), "initdb failed: {}", String::from_utf8_lossy(&made.stderr));
+    let mut server = PrivateServer::start("PostgreSQL", "postgres", move |port| {
+        let mut command = tokio::process::Command::new(bin.join("postgres"));
+        command.arg("-D").arg(&data).arg("-k").arg(&data).args([
+            "-p",
+            &port.to_string(),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=100",
+        ]);
+        if let Some((uid, gid)) = owner {
+            command.uid(uid).gid(gid);
+        }
+        command
+    })
+    .await;
+    // SIGINT: PostgreSQL's fast shutdown.
+    server.stop_signal = Some("INT");
+    let postgres = PrivatePostgres { server };
+    postgres.wait_until_serving().await;
+    postgres
+}
+
+impl PrivatePostgres {
+    /// The URL of its `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.server.port())
+    }
+
+    /// Stops it (fast shutdown): connections drop, new ones are refused.
+    pub async fn stop(&mut self) {
+        self.server.stop().await;
+    }
+
+    /// Starts it again on the same port and data; returns once it takes queries.
+    pub async fn restart(&mut self) {
+        self.server.restart().await;
+        self.wait_until_serving().await;
+    }
+
+    /// The port opens before PostgreSQL takes queries ("the database system is starting up").
+    async fn wait_until_serving(&self) {
+        use sqlx::Connection;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match sqlx::PgConnection::connect(&self.url()).await {
+                Ok(connection) => {
+                    let _ = connection.close().await;
+                    return;
+                }
+                Err(err) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the private PostgreSQL did not serve: {err}"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+/// The directory of PostgreSQL's programs (Debian: `/usr/lib/postgresql/<version>/bin`, the
+/// newest), or the one `pg_config --bindir` names.
+fn postgres_bin() -> PathBuf {
+    let debian = std::fs::read_dir("/usr/lib/postgresql").ok().and_then(|versions| {
+        versions
+            .filter_map(Result::ok)
+            .filter_map(|v| v.file_name().to_str()?.parse::<u32>().ok().map(|n| (n, v.path())))
+            .max_by_key(|(n, _)| *n)
+            .map(|(_, path)| path.join("bin"))
+    });
+    if let Some(bin) = debian.filter(|bin| bin.join("initdb").exists()) {
+        return bin;
+    }
+    std::process::Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        .filter(|bin| bin.join("initdb").exists())
+        .unwrap_or_else(|| panic!("PostgreSQL's initdb is not installed; {HOW}"))
+}
+
+fn running_as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
+
+/// The uid and gid of the `postgres` system user (made by Debian's postgresql package).
+fn postgres_user() -> (u32, u32) {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.first() == Some(&"postgres") && fields.len() > 3)
+                .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))
+                .flatten()
+        })
+        .unwrap_or_else(|| panic!("no `postgres` user to run PostgreSQL as (not as root); {HOW}"))
 }

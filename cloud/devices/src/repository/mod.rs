@@ -175,7 +175,27 @@ pub trait DeviceRepository: Send + Sync + 'static {
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEvent>, RepoError>;
     /// Forgets relayed events.
     async fn outbox_delete(&self, ids: &[i64]) -> Result<(), RepoError>;
+    /// The lock that makes one replica at a time the outbox relay ([`crate::outbox`]).
+    fn relay_lock(&self) -> Box<dyn RelayLock>;
     async fn ping(&self) -> Result<(), RepoError>;
+}
+
+/// The right to relay the outbox, held by at most one replica of a deployment.
+#[async_trait]
+pub trait RelayLock: Send {
+    /// Whether this replica is the relay now: takes the lock if it is free, or checks that it
+    /// still holds it. `Ok(false)`: another replica relays. An error loses the lock.
+    async fn hold(&mut self) -> Result<bool, RepoError>;
+}
+
+/// The lock of a store that only one process opens (SQLite: the embedded shape): always held.
+pub struct SoleProcess;
+
+#[async_trait]
+impl RelayLock for SoleProcess {
+    async fn hold(&mut self) -> Result<bool, RepoError> {
+        Ok(true)
+    }
 }
 
 pub async fn connect(url: &str) -> Result<Arc<dyn DeviceRepository>, RepoError> {

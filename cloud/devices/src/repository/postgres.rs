@@ -4,16 +4,68 @@
 
 use async_trait::async_trait;
 use edgewatch_protocol::{DeviceId, DeviceRecord, DeviceStatus, RoutingKey, Timestamp};
-use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+use std::sync::Arc;
+
+use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder, postgres::PgConnectOptions};
 
 use super::{
-    COLUMNS, DeviceRepository, ListQuery, NewEvent, OutboxEvent, RepoError, Row, StatusChange,
-    StoredConfig, StoredDevice, i64_of, json, like_pattern, parse_id, status_str, stored_config,
-    unavailable,
+    COLUMNS, DeviceRepository, ListQuery, NewEvent, OutboxEvent, RelayLock, RepoError, Row,
+    StatusChange, StoredConfig, StoredDevice, i64_of, json, like_pattern, parse_id, status_str,
+    stored_config, unavailable,
 };
 
 pub struct PostgresDevices {
     pool: PgPool,
+}
+
+/// The advisory-lock key of the outbox relay ("edgewatc" in ASCII). Advisory locks belong to
+/// a database, so deployments on different databases never contend.
+const RELAY_LOCK_KEY: i64 = 0x6564_6765_7761_7463;
+
+/// A session-level advisory lock on a connection of its own, outside the pool: PostgreSQL
+/// releases it when that session ends, so a replica that dies (or loses its connection) hands
+/// the relay over without anyone cleaning up. A pooled connection would not do: it goes back to
+/// the pool still holding the lock.
+struct PgRelayLock {
+    options: Arc<PgConnectOptions>,
+    connection: Option<PgConnection>,
+    held: bool,
+}
+
+#[async_trait]
+impl RelayLock for PgRelayLock {
+    async fn hold(&mut self) -> Result<bool, RepoError> {
+        let connection = match &mut self.connection {
+            Some(connection) => connection,
+            None => {
+                self.held = false;
+                let connection =
+                    PgConnection::connect_with(&self.options).await.map_err(unavailable)?;
+                self.connection.insert(connection)
+            }
+        };
+        let checked = if self.held {
+            // Held as long as the session lives.
+            connection.ping().await.map(|()| true)
+        } else {
+            sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
+                .bind(RELAY_LOCK_KEY)
+                .fetch_one(&mut *connection)
+                .await
+        };
+        match checked {
+            Ok(held) => {
+                self.held = held;
+                Ok(held)
+            }
+            Err(err) => {
+                // The session (and the lock with it) may be gone: start over with a new one.
+                self.connection = None;
+                self.held = false;
+                Err(unavailable(err))
+            }
+        }
+    }
 }
 
 /// `id, owner_id` and [`COLUMNS`] as text, for SELECT and RETURNING.
@@ -130,6 +182,15 @@ impl DeviceRepository for PostgresDevices {
             } else {
                 // Served by the trigram index (migration 0004).
                 sql.push(" AND search_text ILIKE ").push_bind(pattern);
+                // A device with the tag has it in `search_text` too, so with a tag filter this
+                // condition removes no match, but it lets the same index scan intersect the
+                // tag's trigrams: `q` + `tag` + `status` then reads the few dozen devices that
+                // match all three (~9 ms at 100,000 devices) where the planner otherwise walked
+                // the primary key, filtering ~50,000 rows for a common word (36-67 ms). Tags of
+                // under 3 characters have no trigram to add.
+                if let Some(tag) = query.tag.as_deref().filter(|t| t.chars().count() >= 3) {
+                    sql.push(" AND search_text ILIKE ").push_bind(like_pattern(tag));
+                }
             }
         }
         // `devices.id`, the uuid: a bare `id` would be the `id::text` output column, which no index orders.
@@ -373,6 +434,14 @@ impl DeviceRepository for PostgresDevices {
             .await
             .map(drop)
             .map_err(unavailable)
+    }
+
+    fn relay_lock(&self) -> Box<dyn RelayLock> {
+        Box::new(PgRelayLock {
+            options: self.pool.connect_options(),
+            connection: None,
+            held: false,
+        })
     }
 
     async fn ping(&self) -> Result<(), RepoError> {

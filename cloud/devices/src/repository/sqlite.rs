@@ -353,6 +353,10 @@ impl DeviceRepository for SqliteDevices {
         sql.build().execute(&self.pool).await.map(drop).map_err(unavailable)
     }
 
+    fn relay_lock(&self) -> Box<dyn super::RelayLock> {
+        Box::new(super::SoleProcess)
+    }
+
     async fn ping(&self) -> Result<(), RepoError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(unavailable)
     }

@@ -214,3 +214,115 @@ async fn embedded_outbox_holds_events_while_the_bus_refuses_them() {
     assert!(tokio::time::timeout(Duration::from_millis(500), events.next()).await.is_err());
     shutdown.cancel();
 }
+
+/// A devices replica of its own (no MQTT: the subject is the outbox), stopped with `shutdown`.
+async fn replica(
+    config: &edgewatch_devices::DevicesConfig,
+    shutdown: &Shutdown,
+) -> (String, Devices) {
+    let mut config = config.clone();
+    config.mqtt_url = None;
+    let (router, core) = edgewatch_devices::build(&config, shutdown).await.expect("a replica");
+    (edgewatch_common::testkit::serve_on_loopback(router, shutdown).await, core)
+}
+
+/// Creates a device through the replica at `base`; returns its id.
+async fn create_via(client: &reqwest::Client, base: &str, token: &str, name: &str) -> String {
+    let answer = client
+        .post(format!("{base}/api/v1/devices"))
+        .bearer_auth(token)
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::CREATED);
+    answer.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+}
+
+/// The next `n` events on `sub`, as (routing key, device id); fails on a repeated message id.
+async fn next_events_once(sub: &mut Subscription, n: usize) -> Vec<(String, String)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut got = Vec::new();
+    while got.len() < n {
+        let (key, message_id, body) = next_message(sub, 30).await;
+        assert!(seen.insert(message_id.clone()), "event {message_id} arrived twice");
+        got.push((key, body["id"].as_str().unwrap().to_owned()));
+    }
+    got
+}
+
+/// Waits until exactly one of `replicas` relays the outbox; returns its index.
+async fn the_relay(replicas: &[&Devices]) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let relaying: Vec<usize> =
+            (0..replicas.len()).filter(|&i| replicas[i].relays_outbox()).collect();
+        assert!(relaying.len() <= 1, "replicas {relaying:?} relay at once");
+        if let [one] = relaying[..] {
+            return one;
+        }
+        assert!(std::time::Instant::now() < deadline, "no replica took the relay");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Two replicas on one PostgreSQL database and one vhost: one of them relays the outbox. A
+/// backlog written through both while the bus is down (both would race for it without the
+/// lock) arrives once per event and in write order; stopping the relaying replica hands the
+/// relay to the other, which delivers what is written next.
+#[tokio::test]
+async fn two_replicas_relay_each_event_once_in_order_and_hand_over() {
+    let tests = Shutdown::new();
+    let signing = crate::helpers::spawn_signing(&tests).await;
+    let config = crate::helpers::devices_config(Shape::Distributed, &signing).await;
+    let shutdowns = [Shutdown::new(), Shutdown::new()];
+    let (url_a, core_a) = replica(&config, &shutdowns[0]).await;
+    let (url_b, core_b) = replica(&config, &shutdowns[1]).await;
+    let urls = [url_a, url_b];
+    let bus = edgewatch_common::bus::amqp::AmqpBus::connect(
+        &config.bus_url,
+        edgewatch_common::bus::Topology::standard(),
+    )
+    .await
+    .unwrap();
+    let mut events = bus.subscribe(DEVICE_EVENTS_QUEUE, 50).await.unwrap();
+    let client = reqwest::Client::new();
+    let bob = edgewatch_common::testkit::sign_up(&client, &signing, "bob@example.com").await;
+    let relay = the_relay(&[&core_a, &core_b]).await;
+
+    crate::helpers::vhost_outage(&config.bus_url).await;
+    let mut written = Vec::new();
+    for i in 0..30 {
+        written.push(create_via(&client, &urls[i % 2], &bob, &format!("d{i}")).await);
+    }
+    // Long enough for both relays (without the lock) to have tried and backed off.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(the_relay(&[&core_a, &core_b]).await, relay, "the relay stays put");
+    crate::helpers::vhost_back(&config.bus_url).await;
+    let got = next_events_once(&mut events, written.len()).await;
+    let expected: Vec<_> =
+        written.iter().map(|id| ("device.created".to_owned(), id.clone())).collect();
+    assert_eq!(got, expected, "every event once, in write order");
+    let late = tokio::time::timeout(Duration::from_secs(2), events.next()).await;
+    assert!(
+        late.is_err(),
+        "an event arrived twice: {:?}",
+        late.map(|d| d.map(|d| d.message.message_id.clone()))
+    );
+
+    // The relaying replica stops (its lock's session ends with it); the other takes over.
+    shutdowns[relay].cancel();
+    let survivor = 1 - relay;
+    let mut after = Vec::new();
+    for i in 0..5 {
+        after.push(create_via(&client, &urls[survivor], &bob, &format!("after {i}")).await);
+    }
+    let got = next_events_once(&mut events, after.len()).await;
+    let expected: Vec<_> =
+        after.iter().map(|id| ("device.created".to_owned(), id.clone())).collect();
+    assert_eq!(got, expected, "the survivor relays what is written after the hand-over");
+    assert_eq!(the_relay(&[&core_a, &core_b]).await, survivor);
+    for shutdown in shutdowns.iter().chain([&tests]) {
+        shutdown.cancel();
+    }
+}

@@ -46,9 +46,8 @@ pub async fn spawn_app(shape: Shape) -> TestApp {
     spawn_app_with(shape, |_| {}).await
 }
 
-/// `spawn_app` with a last word on the devices configuration.
-pub async fn spawn_app_with(shape: Shape, adjust: impl FnOnce(&mut DevicesConfig)) -> TestApp {
-    let shutdown = Shutdown::new();
+/// A signing service on SQLite until `shutdown`; returns its base URL.
+pub async fn spawn_signing(shutdown: &Shutdown) -> String {
     let signing_config = SigningConfig {
         keys_dir: std::env::temp_dir()
             .join(format!("edgewatch-devices-keys-{}", edgewatch_protocol::DeviceId::new())),
@@ -57,10 +56,14 @@ pub async fn spawn_app_with(shape: Shape, adjust: impl FnOnce(&mut DevicesConfig
         ..SigningConfig::default()
     };
     let (router, _) = edgewatch_signing::build(&signing_config).await.expect("signing");
-    let signing = serve_on_loopback(router, &shutdown).await;
+    serve_on_loopback(router, shutdown).await
+}
 
+/// The devices configuration of a test in `shape`, next to the signing service at `signing`:
+/// a database, vhost and cache namespace of its own, the MQTT bridge on Mosquitto.
+pub async fn devices_config(shape: Shape, signing: &str) -> DevicesConfig {
     let mut config = DevicesConfig {
-        signing_url: signing.clone(),
+        signing_url: signing.to_owned(),
         service_token: SERVICE_TOKEN.into(),
         public_http_base_url: "http://edge.example:8080".into(),
         mqtt_url: Some(services::require("EDGEWATCH_TEST_MQTT_URL")),
@@ -78,6 +81,14 @@ pub async fn spawn_app_with(shape: Shape, adjust: impl FnOnce(&mut DevicesConfig
             config.cache_namespace = format!("test:{}:", edgewatch_protocol::DeviceId::new());
         }
     }
+    config
+}
+
+/// `spawn_app` with a last word on the devices configuration.
+pub async fn spawn_app_with(shape: Shape, adjust: impl FnOnce(&mut DevicesConfig)) -> TestApp {
+    let shutdown = Shutdown::new();
+    let signing = spawn_signing(&shutdown).await;
+    let mut config = devices_config(shape, &signing).await;
     adjust(&mut config);
     let amqp_url = config.bus_url.starts_with("amqp").then(|| config.bus_url.clone());
     let (router, core) = edgewatch_devices::build(&config, &shutdown).await.expect("devices");
@@ -191,53 +202,14 @@ impl TestApp {
         (id, enrolled["device_secret"].as_str().unwrap().to_owned())
     }
 
-    /// The RabbitMQ vhost's name and the admin API (base, user, password).
-    fn vhost_admin(&self) -> (String, String, String, String) {
-        let vhost = self.amqp_url.as_deref().expect("the distributed shape").rsplit('/').next();
-        let admin = services::require("EDGEWATCH_TEST_AMQP_ADMIN_URL");
-        let (scheme, rest) = admin.split_once("://").unwrap();
-        let (credentials, host) = rest.split_once('@').unwrap();
-        let (user, password) = credentials.split_once(':').unwrap();
-        (
-            vhost.unwrap().to_owned(),
-            format!("{scheme}://{host}"),
-            user.to_owned(),
-            password.to_owned(),
-        )
-    }
-
     /// Takes the bus away: deletes the app's vhost, which closes every connection to it.
     pub async fn bus_outage(&self) {
-        let (vhost, base, user, password) = self.vhost_admin();
-        let deleted = Client::new()
-            .delete(format!("{base}/api/vhosts/{vhost}"))
-            .basic_auth(&user, Some(&password))
-            .send()
-            .await
-            .unwrap();
-        assert!(deleted.status().is_success(), "deleting vhost: {}", deleted.status());
+        vhost_outage(self.amqp_url.as_deref().expect("the distributed shape")).await;
     }
 
     /// Brings the bus back: the vhost again (empty), with rights for the test user.
     pub async fn bus_back(&self) {
-        let (vhost, base, user, password) = self.vhost_admin();
-        let client = Client::new();
-        let created = client
-            .put(format!("{base}/api/vhosts/{vhost}"))
-            .basic_auth(&user, Some(&password))
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
-        assert!(created.status().is_success(), "creating vhost: {}", created.status());
-        let granted = client
-            .put(format!("{base}/api/permissions/{vhost}/{user}"))
-            .basic_auth(&user, Some(&password))
-            .json(&json!({"configure": ".*", "write": ".*", "read": ".*"}))
-            .send()
-            .await
-            .unwrap();
-        assert!(granted.status().is_success(), "granting: {}", granted.status());
+        vhost_back(self.amqp_url.as_deref().expect("the distributed shape")).await;
     }
 
     /// A device's status as the API shows it.
@@ -274,4 +246,48 @@ pub async fn next_event_for(sub: &mut Subscription, device_id: &str) -> (String,
             return (key, body);
         }
     }
+}
+
+/// The vhost of `amqp_url` (on the shared broker) and the admin API (base, user, password).
+fn vhost_admin(amqp_url: &str) -> (String, String, String, String) {
+    let vhost = amqp_url.rsplit('/').next().expect("a vhost in the AMQP URL");
+    let admin = services::require("EDGEWATCH_TEST_AMQP_ADMIN_URL");
+    let (scheme, rest) = admin.split_once("://").unwrap();
+    let (credentials, host) = rest.split_once('@').unwrap();
+    let (user, password) = credentials.split_once(':').unwrap();
+    (vhost.to_owned(), format!("{scheme}://{host}"), user.to_owned(), password.to_owned())
+}
+
+/// Takes the bus of `amqp_url` away: deletes its vhost, which closes every connection to it.
+pub async fn vhost_outage(amqp_url: &str) {
+    let (vhost, base, user, password) = vhost_admin(amqp_url);
+    let deleted = Client::new()
+        .delete(format!("{base}/api/vhosts/{vhost}"))
+        .basic_auth(&user, Some(&password))
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "deleting vhost: {}", deleted.status());
+}
+
+/// Brings the bus of `amqp_url` back: the vhost again (empty), with rights for the test user.
+pub async fn vhost_back(amqp_url: &str) {
+    let (vhost, base, user, password) = vhost_admin(amqp_url);
+    let client = Client::new();
+    let created = client
+        .put(format!("{base}/api/vhosts/{vhost}"))
+        .basic_auth(&user, Some(&password))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success(), "creating vhost: {}", created.status());
+    let granted = client
+        .put(format!("{base}/api/permissions/{vhost}/{user}"))
+        .basic_auth(&user, Some(&password))
+        .json(&json!({"configure": ".*", "write": ".*", "read": ".*"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(granted.status().is_success(), "granting: {}", granted.status());
 }

@@ -4,6 +4,7 @@
 
 mod api;
 mod events;
+mod faults;
 mod helpers;
 mod mqtt;
 mod repository;

@@ -93,6 +93,33 @@ async fn conformance(repo: Arc<dyn DeviceRepository>) {
         names(&*repo, ListQuery { q: Some("50%_".into()), ..Default::default() }).await,
         ["Barn 50%_off"]
     );
+    // Text and tag together: the tag must be one of the device's tags, not text that
+    // merely contains it ("nort" is in "north" and in the name, but no device has that tag).
+    assert_eq!(
+        names(
+            &*repo,
+            ListQuery { q: Some("e".into()), tag: Some("NORTH".into()), ..Default::default() }
+        )
+        .await,
+        ["Greenhouse North", "Shed"]
+    );
+    assert!(
+        names(
+            &*repo,
+            ListQuery { q: Some("green".into()), tag: Some("nort".into()), ..Default::default() }
+        )
+        .await
+        .is_empty(),
+        "a tag filter matches whole tags"
+    );
+    assert_eq!(
+        names(
+            &*repo,
+            ListQuery { q: Some("green".into()), tag: Some("pi4".into()), ..Default::default() }
+        )
+        .await,
+        ["Greenhouse North"]
+    );
     assert!(
         names(&*repo, ListQuery { q: Some("%".into()), owner: Some(bob), ..Default::default() })
             .await
