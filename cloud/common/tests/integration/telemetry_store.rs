@@ -250,3 +250,65 @@ async fn sqlite_store_converts_a_point_per_row_database() {
     assert_eq!(store.raw(device, &x_a, all, 10).await.unwrap().len(), 3);
     assert_eq!(store.latest(device).await.unwrap().unwrap().seq.get(), 4);
 }
+
+/// Data written by the first MongoDB layout stays readable next to new writes: the latest
+/// pointer in the `latest` collection, raw points as `[ts, value, seq, ...]` arrays.
+#[tokio::test]
+async fn mongodb_store_reads_the_first_layout() {
+    use edgewatch_common::telemetry_store::{Point, TimeRange};
+    use edgewatch_protocol::{Batch, DeviceId, MetricName, Timestamp};
+    use mongodb::bson::{Document, doc};
+
+    let url = mongodb_url();
+    let store = MongoStore::open(&url).await.expect("open");
+    let raw = mongodb::Client::with_uri_str(&url).await.unwrap().default_database().unwrap();
+    let device = DeviceId::new();
+    let d = device.to_string();
+    let t0 = Timestamp::parse("2026-11-26T20:00:00Z").unwrap().as_millis();
+    let insert = |collection: &'static str, document: Document| {
+        let raw = raw.clone();
+        async move { raw.collection::<Document>(collection).insert_one(document).await.unwrap() }
+    };
+    insert(
+        "readings",
+        doc! {"_id": format!("{d}:7"), "d": &d, "q": 7_i64, "t": t0 + 5_000, "m": [{"k": "x.a", "v": 2.5}]},
+    )
+    .await;
+    insert("latest", doc! {"_id": &d, "q": 7_i64}).await;
+    insert("catalogue", doc! {"_id": &d, "m": {"x-a": {"f": t0 + 5_000, "l": t0 + 5_000}}}).await;
+    insert(
+        "hours",
+        doc! {"_id": format!("{d}|{t0}"), "b": t0, "s": {"x-a": {"0": {"c": 1_i64, "s": 2.5, "lo": 2.5, "hi": 2.5}}}, "src": [42_i64]},
+    )
+    .await;
+    insert(
+        "chunks",
+        doc! {"_id": format!("{d}|{t0}|42"), "b": t0, "v": {"x-a": [t0 + 5_000, 2.5, 7_i64]}},
+    )
+    .await;
+
+    let x_a = MetricName::parse("x.a").unwrap();
+    let all = TimeRange::new(Timestamp::from_millis(0).unwrap(), Timestamp::now()).unwrap();
+    let at = |ms| Timestamp::from_millis(ms).unwrap();
+    let latest = store.latest(device).await.unwrap().expect("the legacy pointer is read");
+    assert_eq!((latest.seq.get(), latest.metrics[&x_a]), (7, 2.5));
+    assert_eq!(
+        store.raw(device, &x_a, all, 10).await.unwrap(),
+        vec![Point { ts: at(t0 + 5_000), value: 2.5 }]
+    );
+
+    // A new write (an older seq, arriving late) adds a packed chunk to the same hour and must not
+    // hide the higher legacy pointer.
+    let late = Batch::from_json(
+        format!(r#"{{"device_id":"{device}","readings":[{{"seq":3,"ts":"2026-11-26T20:00:01Z","metrics":{{"x.a":1.5}}}}]}}"#)
+            .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(store.write(&[late]).await.unwrap().accepted, 1);
+    assert_eq!(store.latest(device).await.unwrap().unwrap().seq.get(), 7);
+    assert_eq!(
+        store.raw(device, &x_a, all, 10).await.unwrap(),
+        vec![Point { ts: at(t0 + 1_000), value: 1.5 }, Point { ts: at(t0 + 5_000), value: 2.5 }],
+        "old and new chunks read together, in time order"
+    );
+}
