@@ -229,14 +229,14 @@ async fn query(label: &str, store_url: &str, readings: usize, writers: usize) {
             let mut next = from;
             while next < to {
                 let batches: Vec<Batch> = (0..10)
-                    .map(|b| {
-                        let first = next + b * PER_BATCH;
+                    .map(|b| next + b * PER_BATCH)
+                    .filter(|first| *first < to)
+                    .map(|first| {
                         let items = (first..(first + PER_BATCH).min(to))
                             .map(|i| reading(i as u64 + 1, START_MS + i as i64 * spacing_ms))
                             .collect();
                         Batch::new(device, items).expect("valid")
                     })
-                    .filter(|b| !b.readings().is_empty())
                     .collect();
                 let count = batches.iter().map(|b| b.readings().len()).sum::<usize>();
                 next += count;
