@@ -1,11 +1,13 @@
 //! The monitoring issue's benchmarks, each side by side in one run:
 //!
-//! - `consume [MESSAGES]`: the sustained consume-and-store rate from RabbitMQ (messages of 100
-//!   readings x 10 metrics, 50 devices, published beforehand) into SQLite and into FerretDB, and
-//!   FerretDB's own raw `insert_many` rate for the same reading documents (the ceiling).
-//! - `query [READINGS] [FERRETDB_READINGS]`: the time of a 30-day, 1-hour-step chart of one
-//!   metric once READINGS readings x 10 metrics (default 1,000,000 = 10 million points) are
-//!   stored, per store.
+//! - `consume [MESSAGES] [all|sqlite|ferretdb]`: the sustained consume-and-store rate from
+//!   RabbitMQ (messages of 100 readings x 10 metrics, 50 devices, published beforehand) into
+//!   SQLite and into FerretDB, and FerretDB's own raw `insert_many` rate for the same reading
+//!   documents (the ceiling).
+//! - `query [READINGS] [FERRETDB_READINGS] [WRITERS]`: the time of a 30-day, 1-hour-step chart
+//!   of one metric once READINGS readings x 10 metrics (default 1,000,000 = 10 million points)
+//!   are stored, per store; FerretDB is seeded with FERRETDB_READINGS (default READINGS, 0 to
+//!   skip it) from WRITERS concurrent writers (default 1).
 //!
 //! Run (needs the test services):
 //!   eval "$(scripts/services.sh start)"
@@ -209,34 +211,47 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// Seeds one device with `readings` readings spread over 30 days, then times the chart query.
+/// Seeds one device with `readings` readings spread over 30 days, from `writers` concurrent
+/// writers (each its own contiguous slice of time, so they touch different rollup documents),
+/// then times the chart query.
 #[allow(clippy::print_stdout)]
-async fn query(label: &str, store_url: &str, readings: usize) {
+async fn query(label: &str, store_url: &str, readings: usize, writers: usize) {
     let store = telemetry_store::connect(store_url).await.expect("store");
     let device = DeviceId::new();
     let spacing_ms = 30 * 86_400_000 / readings.max(1) as i64;
     let seeding = Instant::now();
-    let mut written = 0;
-    while written < readings {
-        let batches: Vec<Batch> = (0..10)
-            .map(|b| {
-                let first = written + b * PER_BATCH;
-                let items = (first..(first + PER_BATCH).min(readings))
-                    .map(|i| reading(i as u64 + 1, START_MS + i as i64 * spacing_ms))
+    let written = Arc::new(AtomicUsize::new(0));
+    let slice = readings.div_ceil(writers.max(1));
+    let seeders = (0..writers.max(1)).map(|w| {
+        let (store, written) = (Arc::clone(&store), Arc::clone(&written));
+        let (from, to) = (w * slice, ((w + 1) * slice).min(readings));
+        async move {
+            let mut next = from;
+            while next < to {
+                let batches: Vec<Batch> = (0..10)
+                    .map(|b| next + b * PER_BATCH)
+                    .filter(|first| *first < to)
+                    .map(|first| {
+                        let items = (first..(first + PER_BATCH).min(to))
+                            .map(|i| reading(i as u64 + 1, START_MS + i as i64 * spacing_ms))
+                            .collect();
+                        Batch::new(device, items).expect("valid")
+                    })
                     .collect();
-                Batch::new(device, items).expect("valid")
-            })
-            .filter(|b| !b.readings().is_empty())
-            .collect();
-        written += batches.iter().map(|b| b.readings().len()).sum::<usize>();
-        store.write(&batches).await.expect("seed");
-        if written % 100_000 < 1_000 {
-            eprintln!(
-                "  {label}: {written}/{readings} readings stored ({:.0?})",
-                seeding.elapsed()
-            );
+                let count = batches.iter().map(|b| b.readings().len()).sum::<usize>();
+                next += count;
+                store.write(&batches).await.expect("seed");
+                let total = written.fetch_add(count, Ordering::Relaxed) + count;
+                if total % 100_000 < count {
+                    eprintln!(
+                        "  {label}: {total}/{readings} readings stored ({:.0?})",
+                        seeding.elapsed()
+                    );
+                }
+            }
         }
-    }
+    });
+    join_all(seeders).await;
     let seeded = seeding.elapsed();
     let metric = MetricName::parse("sensor.m3").expect("valid");
     let range = TimeRange::new(
@@ -255,6 +270,13 @@ async fn query(label: &str, store_url: &str, readings: usize) {
         times.push(started.elapsed());
     }
     times.sort();
+    let counted: f64 = aggregate(store.as_ref(), device, &metric, range, 3_600_000, Agg::Count)
+        .await
+        .expect("count")
+        .iter()
+        .map(|p| p.value)
+        .sum();
+    assert_eq!(counted as usize, readings, "the hourly rollups count every stored reading");
     println!(
         "| {label} | {} | {points} | {:.2} ms | {:.2} ms | {:.0} s |",
         readings * METRICS,
@@ -276,36 +298,51 @@ async fn main() {
     match args.first().map(String::as_str) {
         Some("consume") => {
             let messages = count(2_000);
+            let only = args.get(2).map(String::as_str).unwrap_or("all");
+            if !["all", "sqlite", "ferretdb"].contains(&only) {
+                eprintln!("consume: the third argument is one of all, sqlite, ferretdb");
+                std::process::exit(2);
+            }
             println!("| path | messages | readings | time | readings/s | points/s |");
             println!("|---|---|---|---|---|---|");
-            let ceiling = ferretdb_ceiling(messages, 64 * PER_BATCH).await;
-            let ferret = consume(
-                "RabbitMQ -> FerretDB (rollups)",
-                &services::mongodb_database(),
-                messages,
-                64,
-            )
-            .await;
-            consume(
-                "RabbitMQ -> SQLite (rollups)",
-                &services::sqlite_url("bench.db"),
-                messages,
-                64,
-            )
-            .await;
-            println!("\nFerretDB store / ceiling: {:.0} %", ferret / ceiling * 100.0);
+            if only != "sqlite" {
+                let ceiling = ferretdb_ceiling(messages, 64 * PER_BATCH).await;
+                let ferret = consume(
+                    "RabbitMQ -> FerretDB (rollups)",
+                    &services::mongodb_database(),
+                    messages,
+                    64,
+                )
+                .await;
+                println!("\nFerretDB store / ceiling: {:.0} %\n", ferret / ceiling * 100.0);
+            }
+            if only != "ferretdb" {
+                consume(
+                    "RabbitMQ -> SQLite (rollups)",
+                    &services::sqlite_url("bench.db"),
+                    messages,
+                    64,
+                )
+                .await;
+            }
         }
         Some("query") => {
             let readings = count(1_000_000);
             println!("| store | points stored | buckets answered | p50 | p99 | seeding |");
             println!("|---|---|---|---|---|---|");
-            // FerretDB stores ~1,000 readings/s from one writer here: seeding it with the full
-            // count takes a quarter of an hour, so a third argument may seed it with fewer (the
-            // chart reads the same 30 day documents either way).
+            // A third argument may seed FerretDB with fewer readings (0: SQLite only) when the
+            // full count would take too long (the chart reads the same 30 day documents either
+            // way); a fourth sets its concurrent writers (default 1).
             let ferret = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(readings);
-            query("SQLite", &services::sqlite_url("query.db"), readings).await;
-            query("FerretDB", &services::mongodb_database(), ferret).await;
+            query("SQLite", &services::sqlite_url("query.db"), readings, 1).await;
+            let writers = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1);
+            if ferret > 0 {
+                query("FerretDB", &services::mongodb_database(), ferret, writers).await;
+            }
         }
-        _ => eprintln!("usage: monitoring_bench consume [MESSAGES] | query [READINGS]"),
+        _ => eprintln!(
+            "usage: monitoring_bench consume [MESSAGES] [all|sqlite|ferretdb] \
+             | query [READINGS] [FERRETDB_READINGS] [WRITERS]"
+        ),
     }
 }

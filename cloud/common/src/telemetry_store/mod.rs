@@ -231,7 +231,8 @@ pub trait TelemetryStore: Send + Sync + 'static {
         range: TimeRange,
     ) -> Result<Vec<Bucket>, StoreError>;
 
-    /// Deletes what is older than `before`; returns how many rows went.
+    /// Deletes what is older than `before`; returns how many readings (raw) or buckets (rollup)
+    /// went.
     async fn purge(&self, what: Purge, before: Timestamp) -> Result<u64, StoreError>;
 
     /// Whether the store is reachable now (for `/readyz`).

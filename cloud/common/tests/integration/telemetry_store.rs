@@ -154,3 +154,161 @@ async fn mongodb_store_finishes_half_done_writes_exactly_once() {
         .unwrap();
     assert_eq!(store.repair().await.unwrap(), 0);
 }
+
+/// A database written by the point-per-row layout (migration 0001 only, as `edgewatch up` users
+/// have it) is converted in place by 0002: points, rollups, latest and the dedupe keys survive,
+/// values bit for bit.
+#[tokio::test]
+async fn sqlite_store_converts_a_point_per_row_database() {
+    use edgewatch_common::telemetry_store::{Point, Tier, TimeRange};
+    use edgewatch_protocol::{Batch, DeviceId, MetricName, Timestamp};
+
+    let url = services::sqlite_url("old-layout.db");
+    let path = url.trim_start_matches("sqlite://");
+    let dir = std::path::Path::new(path).parent().unwrap().join("migrations-0001");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("0001_init.sql"),
+        include_str!("../../migrations/telemetry-sqlite/0001_init.sql"),
+    )
+    .unwrap();
+    let device = DeviceId::new();
+    let t0 = Timestamp::parse("2026-11-26T20:00:00Z").unwrap().as_millis();
+    // Values that need all 17 digits to round-trip.
+    let (a, b, c) = (0.1 + 0.2, 1.0 / 3.0, -2.5e-300);
+    {
+        let pool = edgewatch_common::db::sqlite(&url, 1).await.unwrap();
+        sqlx::migrate::Migrator::new(dir.as_path()).await.unwrap().run(&pool).await.unwrap();
+        let d = device.to_string();
+        for (seq, ts) in [(1, t0), (2, t0 + 1_000), (3, t0 + 2_000)] {
+            sqlx::query("INSERT INTO readings (device_id, seq, ts) VALUES (?, ?, ?)")
+                .bind(&d)
+                .bind(seq)
+                .bind(ts)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        // Reading 3 lost its points (a reading with no metrics): it keeps its dedupe key.
+        for (metric, seq, value) in [("x.a", 1, a), ("x.b", 1, b), ("x.a", 2, c)] {
+            sqlx::query(
+                "INSERT INTO points (device_id, metric, ts, seq, value) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&d)
+            .bind(metric)
+            .bind(t0 + (seq - 1) * 1_000)
+            .bind(seq)
+            .bind(value)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        sqlx::query("INSERT INTO rollups VALUES (3600000, ?, 'x.a', ?, 2, ?, ?, ?)")
+            .bind(&d)
+            .bind(t0 - t0.rem_euclid(3_600_000))
+            .bind(a + c)
+            .bind(c)
+            .bind(a)
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO latest VALUES (?, 2, ?, ?)")
+            .bind(&d)
+            .bind(t0 + 1_000)
+            .bind(format!(r#"{{"x.a":{c}}}"#))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+
+    let store = SqliteStore::open(&url).await.expect("open and migrate the old database");
+    let all = TimeRange::new(Timestamp::from_millis(0).unwrap(), Timestamp::now()).unwrap();
+    let ts = |ms| Timestamp::from_millis(ms).unwrap();
+    let x_a = MetricName::parse("x.a").unwrap();
+    assert_eq!(
+        store.raw(device, &x_a, all, 10).await.unwrap(),
+        vec![Point { ts: ts(t0), value: a }, Point { ts: ts(t0 + 1_000), value: c }]
+    );
+    assert_eq!(
+        store.raw(device, &MetricName::parse("x.b").unwrap(), all, 10).await.unwrap(),
+        vec![Point { ts: ts(t0), value: b }]
+    );
+    let hour = store.rollups(device, &x_a, Tier::Hour, all).await.unwrap();
+    assert_eq!((hour.len(), hour[0].count), (1, 2));
+    assert_eq!(store.latest(device).await.unwrap().unwrap().seq.get(), 2);
+
+    let again = |seq: u64| {
+        Batch::from_json(
+            format!(r#"{{"device_id":"{device}","readings":[{{"seq":{seq},"ts":"2026-11-26T20:00:05Z","metrics":{{"x.a":1}}}}]}}"#)
+                .as_bytes(),
+        )
+        .unwrap()
+    };
+    let outcome = store.write(&[again(1), again(3), again(4)]).await.unwrap();
+    assert_eq!((outcome.accepted, outcome.duplicates), (1, 2), "old keys still dedupe");
+    assert_eq!(store.raw(device, &x_a, all, 10).await.unwrap().len(), 3);
+    assert_eq!(store.latest(device).await.unwrap().unwrap().seq.get(), 4);
+}
+
+/// Data written by the first MongoDB layout stays readable next to new writes: the latest
+/// pointer in the `latest` collection, raw points as `[ts, value, seq, ...]` arrays.
+#[tokio::test]
+async fn mongodb_store_reads_the_first_layout() {
+    use edgewatch_common::telemetry_store::{Point, TimeRange};
+    use edgewatch_protocol::{Batch, DeviceId, MetricName, Timestamp};
+    use mongodb::bson::{Document, doc};
+
+    let url = mongodb_url();
+    let store = MongoStore::open(&url).await.expect("open");
+    let raw = mongodb::Client::with_uri_str(&url).await.unwrap().default_database().unwrap();
+    let device = DeviceId::new();
+    let d = device.to_string();
+    let t0 = Timestamp::parse("2026-11-26T20:00:00Z").unwrap().as_millis();
+    let insert = |collection: &'static str, document: Document| {
+        let raw = raw.clone();
+        async move { raw.collection::<Document>(collection).insert_one(document).await.unwrap() }
+    };
+    insert(
+        "readings",
+        doc! {"_id": format!("{d}:7"), "d": &d, "q": 7_i64, "t": t0 + 5_000, "m": [{"k": "x.a", "v": 2.5}]},
+    )
+    .await;
+    insert("latest", doc! {"_id": &d, "q": 7_i64}).await;
+    insert("catalogue", doc! {"_id": &d, "m": {"x-a": {"f": t0 + 5_000, "l": t0 + 5_000}}}).await;
+    insert(
+        "hours",
+        doc! {"_id": format!("{d}|{t0}"), "b": t0, "s": {"x-a": {"0": {"c": 1_i64, "s": 2.5, "lo": 2.5, "hi": 2.5}}}, "src": [42_i64]},
+    )
+    .await;
+    insert(
+        "chunks",
+        doc! {"_id": format!("{d}|{t0}|42"), "b": t0, "v": {"x-a": [t0 + 5_000, 2.5, 7_i64]}},
+    )
+    .await;
+
+    let x_a = MetricName::parse("x.a").unwrap();
+    let all = TimeRange::new(Timestamp::from_millis(0).unwrap(), Timestamp::now()).unwrap();
+    let at = |ms| Timestamp::from_millis(ms).unwrap();
+    let latest = store.latest(device).await.unwrap().expect("the legacy pointer is read");
+    assert_eq!((latest.seq.get(), latest.metrics[&x_a]), (7, 2.5));
+    assert_eq!(
+        store.raw(device, &x_a, all, 10).await.unwrap(),
+        vec![Point { ts: at(t0 + 5_000), value: 2.5 }]
+    );
+
+    // A new write (an older seq, arriving late) adds a packed chunk to the same hour and must not
+    // hide the higher legacy pointer.
+    let late = Batch::from_json(
+        format!(r#"{{"device_id":"{device}","readings":[{{"seq":3,"ts":"2026-11-26T20:00:01Z","metrics":{{"x.a":1.5}}}}]}}"#)
+            .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(store.write(&[late]).await.unwrap().accepted, 1);
+    assert_eq!(store.latest(device).await.unwrap().unwrap().seq.get(), 7);
+    assert_eq!(
+        store.raw(device, &x_a, all, 10).await.unwrap(),
+        vec![Point { ts: at(t0 + 1_000), value: 1.5 }, Point { ts: at(t0 + 5_000), value: 2.5 }],
+        "old and new chunks read together, in time order"
+    );
+}

@@ -78,6 +78,12 @@ where
             points,
             vec![Point { ts: ts(T0), value: 10.0 }, Point { ts: ts(T0 + 1_000), value: 20.0 }]
         );
+        let mem = store.raw(device, &name("mem.used_bytes"), all_time(), 100).await.expect("raw");
+        assert_eq!(mem, vec![Point { ts: ts(T0), value: 1e9 }], "one metric out of a reading");
+        assert!(
+            store.raw(device, &name("cpu"), all_time(), 100).await.expect("raw").is_empty(),
+            "a name that is a prefix of a stored one matches nothing"
+        );
         assert!(store.latest(DeviceId::new()).await.expect("latest").is_none());
         assert!(store.metrics(DeviceId::new()).await.expect("metrics").is_empty());
         store.ping().await.expect("ping");
@@ -124,6 +130,9 @@ where
         assert_eq!(outcome, WriteOutcome { accepted: 3, duplicates: 1 });
         let b_points = store.raw(b, &name("x"), all_time(), 10).await.unwrap();
         assert_eq!(b_points, vec![Point { ts: ts(T0), value: 2.0 }], "devices are kept apart");
+        let a_hour = store.rollups(a, &name("x"), Tier::Hour, all_time()).await.unwrap();
+        assert_eq!(a_hour.len(), 1);
+        assert_eq!((a_hour[0].count, a_hour[0].sum), (2, 4.0), "the repeated key counted once");
     })
     .await;
 
