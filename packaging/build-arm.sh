@@ -3,7 +3,7 @@
 # Debian machine, with Debian's own Rust instead of rustup (whose other targets may be out of
 # reach): rustc-web/cargo-web 1.96 ship the aarch64 standard library as a Debian package.
 #
-#   packaging/build-arm.sh            build target/aarch64-unknown-linux-gnu/release/edgewatch-agent
+#   packaging/build-arm.sh            build target/debian-rustc/aarch64-unknown-linux-gnu/release/edgewatch-agent
 #   packaging/build-arm.sh --install  first install what is missing (needs root)
 #   packaging/build-arm.sh --smoke    then check it under qemu: version, the SQLite buffer
 #                                     (single-threaded debug-fill, killed), status of that buffer
@@ -25,6 +25,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET=aarch64-unknown-linux-gnu
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+# Debian's rustc builds into a directory of its own: its host artifacts (build scripts, proc
+# macros) next to rustup's in one release/deps would break rustup's release builds (E0460).
+ARM_TARGET_DIR=$TARGET_DIR/debian-rustc
 INSTALL=0; RUN=0; SMOKE=0
 for arg in "$@"; do
   case $arg in
@@ -54,8 +57,9 @@ export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 
-(cd "$ROOT" && "$CARGO" build --locked --release --target $TARGET -p edgewatch-agent --bin edgewatch-agent)
-BIN=$TARGET_DIR/$TARGET/release/edgewatch-agent
+(cd "$ROOT" && CARGO_TARGET_DIR=$ARM_TARGET_DIR "$CARGO" build --locked --release --target $TARGET \
+  -p edgewatch-agent --bin edgewatch-agent)
+BIN=$ARM_TARGET_DIR/$TARGET/release/edgewatch-agent
 file "$BIN" 2>/dev/null || true
 SIZE=$(stat -c %s "$BIN")
 echo "built $BIN ($SIZE bytes)"

@@ -72,8 +72,9 @@ for arch in "${arches[@]}"; do
       fi
       "$ROOT/packaging/build-arm.sh" "${install[@]}" >&2
       # Already stripped by the release profile; the host's strip cannot read aarch64 anyway.
-      (cd "$ROOT" && cargo deb --locked --no-build --no-strip -p edgewatch-agent \
-        --target aarch64-unknown-linux-gnu --output "$TARGET_DIR/debian/") >&2
+      # build-arm.sh builds into its own target directory (Debian's rustc).
+      (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR/debian-rustc cargo deb --locked --no-build --no-strip \
+        -p edgewatch-agent --target aarch64-unknown-linux-gnu --output "$TARGET_DIR/debian/") >&2
       deb=$(ls -t "$TARGET_DIR"/debian/edgewatch-agent_*_arm64.deb | head -n 1)
       check_deb "$deb" arm64 aarch64
       ;;
