@@ -99,31 +99,8 @@ async fn cloud() -> Cloud {
 impl Cloud {
     /// Creates and enrolls a device; returns (id, secret).
     async fn device(&self, name: &str) -> (String, String) {
-        let created: Value = self
-            .client
-            .post(format!("{}/api/v1/devices", self.devices))
-            .bearer_auth(&self.owner)
-            .json(&json!({"name": name}))
-            .send()
+        edgewatch_common::testkit::enroll_device(&self.client, &self.devices, &self.owner, name)
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let enrolled: Value = self
-            .client
-            .post(format!("{}/api/v1/devices/enroll", self.devices))
-            .json(&json!({"enrollment_token": created["enrollment_token"]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (
-            enrolled["device_id"].as_str().unwrap().into(),
-            enrolled["device_secret"].as_str().unwrap().into(),
-        )
     }
 
     /// The next batch on the bus, as monitoring would receive it: (routing key, body).

@@ -84,29 +84,9 @@ async fn main() {
     let access = login["access_token"].as_str().unwrap();
     let mut enrolled = Vec::new();
     for i in 0..clients {
-        let device: Value = http
-            .post(format!("{devices}/api/v1/devices"))
-            .bearer_auth(access)
-            .json(&json!({"name": format!("bench-{i}")}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let answer: Value = http
-            .post(format!("{devices}/api/v1/devices/enroll"))
-            .json(&json!({"enrollment_token": device["enrollment_token"]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        enrolled.push((
-            answer["device_id"].as_str().unwrap().to_owned(),
-            answer["device_secret"].as_str().unwrap().to_owned(),
-        ));
+        let name = format!("bench-{i}");
+        enrolled
+            .push(edgewatch_common::testkit::enroll_device(&http, &devices, access, &name).await);
     }
 
     let deadline = Instant::now() + Duration::from_secs(seconds);

@@ -47,3 +47,35 @@ pub async fn sign_up(client: &reqwest::Client, signing: &str, email: &str) -> St
         .expect("login answer");
     tokens["access_token"].as_str().expect("an access token").to_owned()
 }
+
+/// Creates a device named `name` for the holder of `token` through the devices service at
+/// `devices`, and enrolls it with its one-time token; returns (device id, device secret).
+pub async fn enroll_device(
+    client: &reqwest::Client,
+    devices: &str,
+    token: &str,
+    name: &str,
+) -> (String, String) {
+    let created: serde_json::Value = client
+        .post(format!("{devices}/api/v1/devices"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"name": name}))
+        .send()
+        .await
+        .expect("devices answers")
+        .json()
+        .await
+        .expect("a created device");
+    let enrolled: serde_json::Value = client
+        .post(format!("{devices}/api/v1/devices/enroll"))
+        .json(&serde_json::json!({"enrollment_token": created["enrollment_token"]}))
+        .send()
+        .await
+        .expect("devices answers")
+        .json()
+        .await
+        .expect("an enrollment answer");
+    let field =
+        |name: &str| enrolled[name].as_str().expect("device_id and device_secret").to_owned();
+    (field("device_id"), field("device_secret"))
+}

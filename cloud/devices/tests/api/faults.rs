@@ -46,29 +46,7 @@ fn batch(device_id: &str, base: Timestamp, seqs: impl Iterator<Item = u64>) -> V
 
 /// Creates and enrolls a device through the API; returns (id, secret).
 async fn enrolled(client: &Client, devices: &str, token: &str, name: &str) -> (String, String) {
-    let created: Value = client
-        .post(format!("{devices}/api/v1/devices"))
-        .bearer_auth(token)
-        .json(&json!({"name": name}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let enrolled: Value = client
-        .post(format!("{devices}/api/v1/devices/enroll"))
-        .json(&json!({"enrollment_token": created["enrollment_token"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (
-        enrolled["device_id"].as_str().unwrap().to_owned(),
-        enrolled["device_secret"].as_str().unwrap().to_owned(),
-    )
+    edgewatch_common::testkit::enroll_device(client, devices, token, name).await
 }
 
 /// What one simulated device was told: the seqs acknowledged to it, and how many 503s it got.

@@ -147,31 +147,10 @@ impl TestApp {
 
     /// Creates and enrolls a device for the holder of `token`.
     pub async fn device(&self, token: &str, name: &str) -> Device {
-        let created: Value = self
-            .client
-            .post(format!("{}/api/v1/devices", self.devices))
-            .bearer_auth(token)
-            .json(&json!({"name": name}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let enrolled: Value = self
-            .client
-            .post(format!("{}/api/v1/devices/enroll", self.devices))
-            .json(&json!({"enrollment_token": created["enrollment_token"]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        Device {
-            id: enrolled["device_id"].as_str().unwrap().to_owned(),
-            secret: enrolled["device_secret"].as_str().unwrap().to_owned(),
-        }
+        let (id, secret) =
+            edgewatch_common::testkit::enroll_device(&self.client, &self.devices, token, name)
+                .await;
+        Device { id, secret }
     }
 
     /// Posts readings `(seq, ts, metrics)` through the devices service; expects 202.
