@@ -171,6 +171,14 @@ fn first_seq_of_new_file() -> u64 {
     (now_ms().max(0) as u64).saturating_mul(1000).clamp(1, limits::MAX_SEQ / 2)
 }
 
+/// A write transaction that takes the write lock at BEGIN. A deferred one reads first and
+/// upgrades later; if another connection (`status`, an export) wrote in between, SQLite refuses
+/// the upgrade at once (SQLITE_BUSY, no busy wait) and the write fails for this turn. Taking the
+/// lock up front lets the busy timeout apply instead.
+fn write(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
 impl Buffer {
     /// Opens (or creates) the buffer at `path`.
     pub fn open(path: &Path, options: BufferOptions) -> Result<Self> {
@@ -244,7 +252,7 @@ impl Buffer {
             return Ok(Appended::default());
         }
         let mut bodies = Vec::with_capacity(readings.len());
-        let tx = self.conn.transaction()?;
+        let tx = write(&mut self.conn)?;
         let mut next: u64 = meta_get::<i64>(&tx, "next_seq")?
             .ok_or_else(|| AgentError::Corrupt("meta.next_seq is missing".into()))?
             as u64;
@@ -338,7 +346,7 @@ impl Buffer {
 
     /// The cloud has `first..=last`: delete them and note the upload.
     pub fn ack(&mut self, first: Seq, last: Seq) -> Result<u64> {
-        let tx = self.conn.transaction()?;
+        let tx = write(&mut self.conn)?;
         let (count, bytes) = delete_range(&tx, first, last)?;
         meta_add(&tx, "uploaded_readings", count)?;
         meta_set(&tx, "last_upload_ms", now_ms())?;
@@ -350,7 +358,7 @@ impl Buffer {
 
     /// The cloud refused `first..=last` for good: move them to quarantine.
     pub fn quarantine(&mut self, first: Seq, last: Seq, status: u16, reason: &str) -> Result<u64> {
-        let tx = self.conn.transaction()?;
+        let tx = write(&mut self.conn)?;
         let bodies: Vec<Vec<u8>> = {
             let mut stmt = tx.prepare_cached(
                 "SELECT body FROM readings WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
@@ -441,7 +449,7 @@ impl Buffer {
 
     /// Records something `status` shows (`link_state`, `last_error`, `config_version`).
     pub fn set_note(&mut self, key: Note, value: &str) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = write(&mut self.conn)?;
         match key {
             Note::ConfigVersion => {
                 let version: i64 = value
@@ -460,7 +468,7 @@ impl Buffer {
         &mut self,
         message: &edgewatch_protocol::ConfigMessage,
     ) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = write(&mut self.conn)?;
         meta_set(&tx, "remote_config", serde_json::to_string(message)?)?;
         meta_set(&tx, Note::ConfigVersion.key(), message.version as i64)?;
         tx.commit()?;

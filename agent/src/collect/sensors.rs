@@ -155,21 +155,38 @@ pub async fn run(
                 }
             })
             .collect();
-        match buffer.with(move |b| b.append(readings)).await {
-            Ok(_) => {
-                wake.notify_one();
-                for publish in &group {
-                    if let Err(err) = client.ack(publish).await {
-                        tracing::warn!(%err, "Cannot acknowledge a sensor message");
+        // Acknowledged only once stored. A broker redelivers an unacknowledged message only after
+        // a reconnect, so a failed append (a full disk, a locked file) is retried here with
+        // backoff rather than left in flight, where it would also hold a slot of the broker's
+        // in-flight window.
+        let mut retry = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        loop {
+            let attempt = readings.clone();
+            match buffer.with(move |b| b.append(attempt)).await {
+                Ok(_) => break,
+                Err(err) => {
+                    let wait = retry.next_delay();
+                    tracing::error!(%err, messages = group.len(), retry_in_ms = wait.as_millis() as u64,
+                        "Cannot store sensor readings");
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        // Unacknowledged: the broker delivers them again to the next session.
+                        () = shutdown.cancelled() => return finish(client, poller).await,
                     }
                 }
             }
-            // Not acknowledged: the broker keeps the messages and delivers them again.
-            Err(err) => {
-                tracing::error!(%err, messages = group.len(), "Cannot store sensor readings")
+        }
+        wake.notify_one();
+        for publish in &group {
+            if let Err(err) = client.ack(publish).await {
+                tracing::warn!(%err, "Cannot acknowledge a sensor message");
             }
         }
     }
+    finish(client, poller).await
+}
+
+async fn finish(client: AsyncClient, poller: tokio::task::JoinHandle<()>) -> Result<()> {
     let _ = client.try_disconnect();
     let _ = poller.await;
     Ok(())

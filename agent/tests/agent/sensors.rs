@@ -14,7 +14,7 @@ use rumqttc::{AsyncClient, MqttOptions, QoS};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    cloud::{broker, eventually, temp_dir},
+    cloud::{broker, temp_dir},
     e2e::options,
 };
 
@@ -72,33 +72,45 @@ async fn sensor_messages_become_readings() {
         let topic = format!("sensors/{sensor}/{metric}");
         client.publish(topic, QoS::AtLeastOnce, false, payload).await.unwrap();
     }
-    eventually(Duration::from_secs(30), "three sensor readings", || {
-        sensor_readings(&dir, &prefix)
-            .iter()
+    // QoS 1 is at least once: a message redelivered after a reconnect may be stored twice, so
+    // wait for the three expected values (first occurrences in publish order), not a count.
+    let expected = vec![
+        (format!("{prefix}temp_c"), 21.5),
+        (format!("{prefix}humidity_pct"), 55.0),
+        (format!("{prefix}temp_c"), 22.25),
+    ];
+    let seen = || -> (Vec<Reading>, Vec<(String, f64)>) {
+        let readings: Vec<Reading> = sensor_readings(&dir, &prefix)
+            .into_iter()
             .filter(|r| !r.metrics.keys().any(|k| k.as_str().ends_with(".probe")))
-            .count()
-            == 3
-    })
-    .await;
+            .collect();
+        let mut values: Vec<(String, f64)> = Vec::new();
+        for (k, v) in readings.iter().flat_map(|r| r.metrics.iter()) {
+            if !values.iter().any(|(name, value)| name == k.as_str() && value == v) {
+                values.push((k.as_str().to_owned(), *v));
+            }
+        }
+        (readings, values)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (readings, values) = loop {
+        let (readings, values) = seen();
+        if values.len() >= expected.len() {
+            break (readings, values);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for three sensor readings; the buffer holds {readings:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     shutdown.cancel();
     agent.await.unwrap().unwrap();
-
-    let readings: Vec<Reading> = sensor_readings(&dir, &prefix)
-        .into_iter()
-        .filter(|r| !r.metrics.keys().any(|k| k.as_str().ends_with(".probe")))
-        .collect();
-    let values: Vec<(String, f64)> = readings
+    assert_eq!(values, expected, "the malformed message must be skipped: {readings:?}");
+    let humidity = readings
         .iter()
-        .flat_map(|r| r.metrics.iter().map(|(k, v)| (k.as_str().to_owned(), *v)))
-        .collect();
-    assert_eq!(
-        values,
-        vec![
-            (format!("{prefix}temp_c"), 21.5),
-            (format!("{prefix}humidity_pct"), 55.0),
-            (format!("{prefix}temp_c"), 22.25)
-        ]
-    );
-    assert_eq!(readings[1].ts, Timestamp::parse("2026-11-27T00:00:00.000Z").unwrap());
+        .find(|r| r.metrics.keys().any(|k| k.as_str().ends_with("humidity_pct")))
+        .unwrap();
+    assert_eq!(humidity.ts, Timestamp::parse("2026-11-27T00:00:00.000Z").unwrap());
     assert_eq!(readings[0].tags.get("source").map(String::as_str), Some("sensor"));
 }
