@@ -7,7 +7,7 @@
 //! loopback or LAN address); requests are read with a size cap and a timeout, anything but
 //! `GET /metrics` gets a 404, and a slow or broken client never touches the collector or uplink.
 
-use std::{fmt::Write as _, net::SocketAddr, time::Duration};
+use std::{fmt::Write as _, time::Duration};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -21,11 +21,8 @@ use crate::buffer::{SharedBuffer, Stats};
 const MAX_HEAD: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Binds `addr` now (so a bad address fails the start), then answers scrapes until `shutdown`.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
-}
-
+/// Answers scrapes on `listener` (bound at start, so a bad address fails the start) until
+/// `shutdown`.
 pub async fn serve(listener: TcpListener, buffer: SharedBuffer, shutdown: CancellationToken) {
     loop {
         let stream = tokio::select! {

@@ -66,11 +66,13 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<()>
     }
     let buffer = SharedBuffer::new(buffer);
     let metrics = match options.metrics {
-        Some(addr) => Some(crate::metrics::bind(addr).await.map_err(|source| AgentError::Io {
-            context: "listening for metrics scrapes",
-            path: PathBuf::from(addr.to_string()),
-            source,
-        })?),
+        Some(addr) => {
+            Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| AgentError::Io {
+                context: "listening for metrics scrapes",
+                path: PathBuf::from(addr.to_string()),
+                source,
+            })?)
+        }
         None => None,
     };
     let credentials = match options.uplink {

@@ -96,14 +96,6 @@ pub fn routes(state: ForecastState) -> Router {
         .with_state(state)
 }
 
-fn token(headers: &HeaderMap) -> &str {
-    headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .map_or("", |(_, token)| token.trim())
-}
-
 #[derive(Deserialize)]
 struct ForecastParams {
     metric: Option<String>,
@@ -154,7 +146,7 @@ async fn forecast(
         step: Some((step, Agg::Avg)),
         limit: state.queries.max_points,
     };
-    let points = state.queries.range(token(&headers), device, &request).await?;
+    let points = state.queries.range(crate::http::token(&headers), device, &request).await?;
     let history: Vec<series::Point> = points
         .iter()
         .filter_map(|p| {

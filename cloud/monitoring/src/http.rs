@@ -44,7 +44,7 @@ pub fn routes(state: AppState) -> Router {
 }
 
 /// The caller's token; [`Authenticated`] has verified it before a handler runs.
-fn token(headers: &HeaderMap) -> &str {
+pub(crate) fn token(headers: &HeaderMap) -> &str {
     headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
