@@ -40,7 +40,8 @@ pub struct MonitoringConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsumerConfig {
-    /// Unacked deliveries held at once; also the most batches written in one store call.
+    /// The most deliveries written in one store call; twice as many may be held unacked, so
+    /// the next call's deliveries arrive while one is written.
     pub prefetch: u16,
     /// How long to wait for more deliveries before writing what is there.
     pub linger_ms: u64,

@@ -1,7 +1,9 @@
 //! The bus consumer: `monitoring.telemetry` -> telemetry store -> ack -> live push.
 //!
-//! Deliveries are gathered up to the prefetch (or for `linger` after the first) and written in
-//! one store call, because the store's cost is per call far more than per reading. A delivery is
+//! Deliveries are gathered up to `prefetch` (or for `linger` after the first) and written in one
+//! store call, because the store's cost is per call far more than per reading. RabbitMQ may hold
+//! twice that many unacked with the consumer, so the next gathering is already delivered when a
+//! write ends. A delivery is
 //! acked only after the store holds its readings, so a crash or an outage leaves it in RabbitMQ:
 //! while the store is down the consumer keeps the batch it holds unacked and retries the write
 //! with backoff (readiness red), so the queue waits instead of cycling poison-free messages
@@ -45,7 +47,9 @@ impl Consumer {
     pub async fn run(self, shutdown: Shutdown) {
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
-            let mut subscription = match self.bus.subscribe(MONITORING_QUEUE, self.prefetch).await {
+            // Twice the gathering in flight: the next one arrives while this one is written.
+            let window = self.prefetch.saturating_mul(2);
+            let mut subscription = match self.bus.subscribe(MONITORING_QUEUE, window).await {
                 Ok(subscription) => subscription,
                 Err(err) => {
                     tracing::warn!(error = %err, "Cannot consume telemetry yet; retrying");

@@ -59,6 +59,59 @@ async fn mongodb_store_conformance_on_ferretdb() {
     .await;
 }
 
+/// Writes for many devices: hundreds of updates of existing bucket documents in one call.
+/// FerretDB v1.24 holds a pooled connection per update statement that found its document until
+/// the command ends, so the store must split them into small commands; one command of them all
+/// hung FerretDB for good.
+#[tokio::test]
+async fn mongodb_store_writes_many_devices_in_one_call() {
+    use edgewatch_common::telemetry_store::{Tier, TimeRange};
+    use edgewatch_protocol::{Batch, DeviceId, MetricName, Timestamp};
+
+    let store = MongoStore::open(&mongodb_url()).await.expect("open");
+    // 150 devices, each with readings in two hours and two days: 300 hour, 300 day and 150
+    // catalogue updates.
+    let devices: Vec<DeviceId> = (0..150).map(|_| DeviceId::new()).collect();
+    let batches = |first_seq: u64| -> Vec<Batch> {
+        devices
+            .iter()
+            .map(|device| {
+                let (a, b) = (first_seq, first_seq + 1);
+                Batch::from_json(
+                    format!(
+                        r#"{{"device_id":"{device}","readings":[
+                        {{"seq":{a},"ts":"2026-11-26T23:59:0{a}Z","metrics":{{"x":1,"y":2}}}},
+                        {{"seq":{b},"ts":"2026-11-27T00:01:0{b}Z","metrics":{{"x":3,"y":4}}}}]}}"#
+                    )
+                    .as_bytes(),
+                )
+                .unwrap()
+            })
+            .collect()
+    };
+    // The first call creates every document, the second updates them all.
+    for first_seq in [1, 3] {
+        let batches = batches(first_seq);
+        let outcome =
+            tokio::time::timeout(std::time::Duration::from_secs(120), store.write(&batches))
+                .await
+                .expect("the write finishes (FerretDB's connection pool is not exhausted)")
+                .expect("stored");
+        assert_eq!(outcome.accepted, 300);
+    }
+    let x = MetricName::parse("x").unwrap();
+    let day = TimeRange::new(
+        Timestamp::parse("2026-11-26T00:00:00Z").unwrap(),
+        Timestamp::parse("2026-11-28T00:00:00Z").unwrap(),
+    )
+    .unwrap();
+    for device in [devices[0], devices[149]] {
+        let hours = store.rollups(device, &x, Tier::Hour, day).await.unwrap();
+        assert_eq!(hours.iter().map(|b| b.count).collect::<Vec<_>>(), vec![2, 2]);
+        assert_eq!(hours.iter().map(|b| b.sum).sum::<f64>(), 8.0);
+    }
+}
+
 /// A writer that stopped half-way: the repair sweep finishes its write, once, even when some of
 /// its buckets were already updated; redeliveries meet only duplicates.
 #[tokio::test]
