@@ -9,14 +9,18 @@
 //!   exactly-once key (the server refuses a second insert of an `_id`), and what `latest` and
 //!   crash recovery read back. Metric names hold dots, which MongoDB reads as paths: as values
 //!   they sit in `{k, v}` pairs, as keys (`<metric>` above) they are written with `-` for `.`.
-//! - `hours`: `{_id: "<device>|<hour_ms>", b, s: {"<metric>": {"<minute>": {c, s, lo, hi}}},
-//!   src: [signature]}`: one device's 1-minute rollups for an hour, every metric in one document
-//!   so that a write costs one upsert per device and hour (FerretDB's price is per statement).
+//! - `minutes`: `{_id: "<device>|<start_ms>", b, s: {"<metric>": {"<minute>": {c, s, lo, hi}}},
+//!   src: [signature]}`: one device's 1-minute rollups for 10 minutes, every metric in one
+//!   document so that a write costs one upsert per device and window (FerretDB's price is per
+//!   statement). Ten minutes, not an hour: FerretDB decodes and re-encodes the whole document on
+//!   every update, so an hour document made each write dearer as the hour filled (the store's
+//!   time per write doubled over a benchmark's first 20 minutes). Stores written before hold
+//!   hour documents in `hours`, which are still read (checked for once, at open).
 //! - `days`: the same for a day of 1-hour rollups; a 30-day chart is 30 point reads.
-//! - `chunks`: `{_id: "<device>|<hour_ms>|<signature>", b, v: {"<metric>": <binary>}}`: the raw
-//!   points one write added to an hour, packed (`DocDelta::chunk` gives the format; chunks of the
-//!   first layout hold `[ts, value, seq, ...]` arrays and are still read), inserted (FerretDB's
-//!   cheap path) and found through the hour's `src` list.
+//! - `chunks`: `{_id: "<device>|<start_ms>|<signature>", b, v: {"<metric>": <binary>}}`: the raw
+//!   points one write added to a window, packed (`DocDelta::chunk` gives the format; chunks of
+//!   the first layout hold `[ts, value, seq, ...]` arrays and are still read), inserted
+//!   (FerretDB's cheap path) and found through the window's `src` list.
 //! - `catalogue`: `{_id: device, m: {"<metric>": {f, l}}, q}`: each metric's span, and the
 //!   highest seq stored (`q`, raised with `$max`; the reading itself is read from `readings`),
 //!   in one document so that a write costs one statement per device for both. Stores written
@@ -53,11 +57,15 @@ use super::{
 /// How long a journal entry is presumed to belong to a writer still at work.
 pub const PENDING_LEASE_MS: i64 = 30_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
+/// The span of one minute-rollup document (and of the raw-point chunks found through it).
+const WINDOW_MS: i64 = 10 * MINUTE_MS;
 const DUPLICATE_KEY: i32 = 11_000;
 /// One raw point in a chunk's binary: `ts: i64, value: f64, seq: i64`, little-endian.
 const POINT_BYTES: usize = 24;
 /// Point reads in flight at once for one query.
 const READ_CONCURRENCY: usize = 16;
+/// Hours of minute-rollup documents a raw range reads at a time.
+const RAW_HOURS_PER_READ: usize = 2;
 /// Statements per `update` command. FerretDB v1.24 keeps one connection of its per-database
 /// pool of 100 busy for every statement until the whole command ends (its handler defers each
 /// statement's cursor close to the end of the command), so a command of 100 statements, or
@@ -70,8 +78,11 @@ const UPDATE_STATEMENTS: usize = 10;
 pub struct MongoStore {
     db: Database,
     readings: Collection<Document>,
-    hours: Collection<Document>,
+    minutes: Collection<Document>,
     days: Collection<Document>,
+    /// The `hours` collection of stores written before minute rollups moved to 10-minute
+    /// documents, when it holds any: read beside `minutes`, never written.
+    legacy_hours: Option<Collection<Document>>,
 }
 
 fn unavailable(err: mongodb::error::Error) -> StoreError {
@@ -112,14 +123,6 @@ fn chunk_id(device: &str, start: i64, signature: i64) -> String {
 /// `-`).
 fn metric_key(name: &MetricName) -> String {
     name.as_str().replace('.', "-")
-}
-
-/// The rollup tier's document: its collection and the width of one document.
-fn tier_docs(tier: Tier) -> (&'static str, i64) {
-    match tier {
-        Tier::Minute => ("hours", HOUR_MS),
-        Tier::Hour => ("days", DAY_MS),
-    }
 }
 
 /// Starts of the documents of `width_ms` that cover `range`.
@@ -225,10 +228,13 @@ impl MongoStore {
         let db = client.database(&db_name);
         // Fail now, not at the first write, when the server is not there.
         db.run_command(doc! {"ping": 1}).await.map_err(unavailable)?;
+        let hours = db.collection::<Document>("hours");
+        let legacy_hours = hours.find_one(doc! {}).await.map_err(unavailable)?.map(|_| hours);
         Ok(Self {
             readings: db.collection("readings"),
-            hours: db.collection("hours"),
+            minutes: db.collection("minutes"),
             days: db.collection("days"),
+            legacy_hours,
             db,
         })
     }
@@ -315,19 +321,19 @@ impl MongoStore {
         recovering: bool,
     ) -> Result<(), StoreError> {
         let mut chunks = Vec::new();
-        let mut hours = Vec::new();
+        let mut windows = Vec::new();
         let mut days = Vec::new();
         let mut catalogue = Vec::new();
         for (device, readings) in readings {
-            let mut per_hour: BTreeMap<i64, DocDelta> = BTreeMap::new();
+            let mut per_window: BTreeMap<i64, DocDelta> = BTreeMap::new();
             let mut per_day: BTreeMap<i64, DocDelta> = BTreeMap::new();
             let mut spans: BTreeMap<&MetricName, (i64, i64)> = BTreeMap::new();
             for reading in readings {
                 let ts = reading.ts.as_millis();
-                let hour = reading.ts.truncate(HOUR_MS).as_millis();
-                per_hour
-                    .entry(hour)
-                    .or_insert_with(|| DocDelta { start: hour, ..DocDelta::default() })
+                let window = reading.ts.truncate(WINDOW_MS).as_millis();
+                per_window
+                    .entry(window)
+                    .or_insert_with(|| DocDelta { start: window, ..DocDelta::default() })
                     .add(MINUTE_MS, reading, true);
                 let day = reading.ts.truncate(DAY_MS).as_millis();
                 per_day
@@ -341,8 +347,8 @@ impl MongoStore {
                         .or_insert((ts, ts));
                 }
             }
-            chunks.extend(per_hour.values().filter_map(|d| d.chunk(device)));
-            hours.extend(per_hour.values().map(|d| d.update(device)));
+            chunks.extend(per_window.values().filter_map(|d| d.chunk(device)));
+            windows.extend(per_window.values().map(|d| d.update(device)));
             days.extend(per_day.values().map(|d| d.update(device)));
             let mut min = Document::new();
             let mut max = Document::new();
@@ -357,14 +363,14 @@ impl MongoStore {
             catalogue.push(doc! {"q": {"_id": device.as_str()}, "u": {"$min": min, "$max": max}, "upsert": true});
         }
         if recovering {
-            hours = self.not_yet_applied(&self.hours, hours).await?;
+            windows = self.not_yet_applied(&self.minutes, windows).await?;
             days = self.not_yet_applied(&self.days, days).await?;
         }
         let started = std::time::Instant::now();
-        let (hour_updates, day_updates) = (hours.len(), days.len());
+        let (window_updates, day_updates) = (windows.len(), days.len());
         // Three independent commands in flight at once: FerretDB decodes and encodes documents
         // on its own threads and only the SQLite write itself is serialized, so they overlap.
-        let points_then_hours = async {
+        let points_then_windows = async {
             // Chunks first: a bucket never lists a chunk that is not there.
             if !chunks.is_empty() {
                 match self
@@ -379,16 +385,16 @@ impl MongoStore {
                     Err(err) => return Err(unavailable(err)),
                 }
             }
-            self.update("hours", hours).await
+            self.update("minutes", windows).await
         };
         tokio::try_join!(
-            points_then_hours,
+            points_then_windows,
             self.update("days", days),
             self.update("catalogue", catalogue)
         )?;
         tracing::debug!(
             settle_ms = started.elapsed().as_millis(),
-            hour_updates,
+            window_updates,
             day_updates,
             "Settled a write"
         );
@@ -470,6 +476,28 @@ impl MongoStore {
             return Ok(None);
         }
         Ok(Some(TimeRange::new(timestamp(from)?, timestamp(to)?)?))
+    }
+
+    /// Where a rollup tier is kept: each collection with the span of one of its documents.
+    fn tier_docs(&self, tier: Tier) -> Vec<(&Collection<Document>, i64)> {
+        match tier {
+            Tier::Minute => std::iter::once((&self.minutes, WINDOW_MS))
+                .chain(self.legacy_hours.iter().map(|hours| (hours, HOUR_MS)))
+                .collect(),
+            Tier::Hour => vec![(&self.days, DAY_MS)],
+        }
+    }
+
+    /// The ids of the raw-point chunks a minute-rollup document lists.
+    fn chunk_ids(device: &str, doc: &Document) -> Result<Vec<String>, StoreError> {
+        let start = integer(doc, "b")?;
+        Ok(doc
+            .get_array("src")
+            .map(|src| src.iter().filter_map(Bson::as_i64).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|sig| chunk_id(device, start, sig))
+            .collect())
     }
 
     /// Point reads of `ids` in `collection`, in order, with `projection`.
@@ -628,6 +656,57 @@ fn all_slots(doc: &Document, slot_ms: i64) -> Result<Vec<(String, Bucket)>, Stor
     Ok(all)
 }
 
+/// Deletes the rollup slots before `cutoff` from `collection` (documents of `width` with slots
+/// of `slot_ms`); returns how many. Whole documents before the cutoff go, counted by their
+/// slots, then the slots before the cutoff in the document that holds it.
+async fn purge_slots(
+    collection: &Collection<Document>,
+    width: i64,
+    slot_ms: i64,
+    cutoff: i64,
+) -> Result<u64, StoreError> {
+    let old: Vec<Document> = collection
+        .find(doc! {"b": {"$lte": cutoff - width}})
+        .projection(doc! {"s": 1, "b": 1})
+        .await
+        .map_err(unavailable)?
+        .try_collect()
+        .await
+        .map_err(unavailable)?;
+    let mut deleted = 0;
+    for doc in &old {
+        deleted += all_slots(doc, slot_ms)?.len() as u64;
+    }
+    collection.delete_many(doc! {"b": {"$lte": cutoff - width}}).await.map_err(unavailable)?;
+    let boundary = cutoff - cutoff.rem_euclid(width);
+    let straddling: Vec<Document> = collection
+        .find(doc! {"b": boundary})
+        .projection(doc! {"s": 1, "b": 1})
+        .await
+        .map_err(unavailable)?
+        .try_collect()
+        .await
+        .map_err(unavailable)?;
+    for doc in &straddling {
+        let mut unset = Document::new();
+        for (key, bucket) in all_slots(doc, slot_ms)? {
+            if bucket.start.as_millis() < cutoff {
+                let slot = (bucket.start.as_millis() - boundary) / slot_ms;
+                unset.insert(format!("s.{key}.{slot}"), "");
+            }
+        }
+        if !unset.is_empty() {
+            deleted += unset.len() as u64;
+            let id = doc.get("_id").cloned().ok_or_else(|| corrupt("no _id"))?;
+            collection
+                .update_one(doc! {"_id": id}, doc! {"$unset": unset})
+                .await
+                .map_err(unavailable)?;
+        }
+    }
+    Ok(deleted)
+}
+
 #[async_trait]
 impl TelemetryStore for MongoStore {
     async fn write(&self, batches: &[Batch]) -> Result<WriteOutcome, StoreError> {
@@ -761,40 +840,43 @@ impl TelemetryStore for MongoStore {
         let (from, to) = (range.from.as_millis(), range.to.as_millis());
         let (device, key) = (device.to_string(), metric_key(metric));
         let chunks = self.db.collection::<Document>("chunks");
+        let listing = doc! {"src": 1, "b": 1};
         let mut points = Vec::new();
-        // An hour at a time, in order, so a limited answer reads only what it returns.
-        for starts in doc_starts(range, HOUR_MS).chunks(READ_CONCURRENCY) {
-            let ids = starts.iter().map(|start| bucket_id(&device, *start)).collect();
-            let hours = self.point_reads(&self.hours, ids, doc! {"src": 1, "b": 1}).await?;
-            for hour in hours {
-                let start = integer(&hour, "b")?;
-                let ids = hour
-                    .get_array("src")
-                    .map(|src| src.iter().filter_map(Bson::as_i64).collect::<Vec<_>>())
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|sig| chunk_id(&device, start, sig))
-                    .collect();
-                let stored = self.point_reads(&chunks, ids, doc! {format!("v.{key}"): 1}).await?;
-                let mut found: Vec<(i64, f64, u64)> = Vec::new();
-                for chunk in &stored {
-                    let Some(packed) = chunk.get_document("v").ok().and_then(|v| v.get(&key))
-                    else {
-                        continue;
-                    };
-                    for (ts, value, seq) in chunk_points(packed)? {
-                        if (from..to).contains(&ts) {
-                            found.push((ts, value, seq));
-                        }
+        // A couple of hours at a time, in order, so a limited answer reads about what it returns.
+        for hours in doc_starts(range, HOUR_MS).chunks(RAW_HOURS_PER_READ) {
+            let windows = hours
+                .iter()
+                .flat_map(|hour| (0..HOUR_MS / WINDOW_MS).map(move |i| hour + i * WINDOW_MS))
+                .filter(|start| *start + WINDOW_MS > from && *start < to)
+                .map(|start| bucket_id(&device, start))
+                .collect();
+            let mut docs = self.point_reads(&self.minutes, windows, listing.clone()).await?;
+            if let Some(legacy) = &self.legacy_hours {
+                let ids = hours.iter().map(|hour| bucket_id(&device, *hour)).collect();
+                docs.extend(self.point_reads(legacy, ids, listing.clone()).await?);
+            }
+            let mut ids = Vec::new();
+            for doc in &docs {
+                ids.extend(Self::chunk_ids(&device, doc)?);
+            }
+            let stored = self.point_reads(&chunks, ids, doc! {format!("v.{key}"): 1}).await?;
+            let mut found: Vec<(i64, f64, u64)> = Vec::new();
+            for chunk in &stored {
+                let Some(packed) = chunk.get_document("v").ok().and_then(|v| v.get(&key)) else {
+                    continue;
+                };
+                for (ts, value, seq) in chunk_points(packed)? {
+                    if (from..to).contains(&ts) {
+                        found.push((ts, value, seq));
                     }
                 }
-                found.sort_by_key(|(ts, _, seq)| (*ts, *seq));
-                for (ts, value, _) in found {
-                    if points.len() == limit {
-                        return Ok(points);
-                    }
-                    points.push(Point { ts: timestamp(ts)?, value });
+            }
+            found.sort_by_key(|(ts, _, seq)| (*ts, *seq));
+            for (ts, value, _) in found {
+                if points.len() == limit {
+                    return Ok(points);
                 }
+                points.push(Point { ts: timestamp(ts)?, value });
             }
         }
         Ok(points)
@@ -812,30 +894,32 @@ impl TelemetryStore for MongoStore {
         let Some(range) = Self::clamp(range, first_bucket, last.saturating_add(1))? else {
             return Ok(Vec::new());
         };
-        let (name, width) = tier_docs(tier);
-        let collection = self.db.collection::<Document>(name);
         let (device, key) = (device.to_string(), metric_key(metric));
-        let ids = doc_starts(range, width).into_iter().map(|s| bucket_id(&device, s)).collect();
         let projection = doc! {"b": 1, format!("s.{key}"): 1};
-        let docs = self.point_reads(&collection, ids, projection).await?;
-        let mut buckets = Vec::new();
-        for doc in &docs {
-            buckets.extend(
-                slots(doc, &key, tier.width_ms())?
-                    .into_iter()
-                    .filter(|b| b.start >= range.from && b.start < range.to),
-            );
+        // Keyed by start: a minute may be in a legacy hour document and in a new one.
+        let mut buckets: BTreeMap<Timestamp, Bucket> = BTreeMap::new();
+        for (collection, width) in self.tier_docs(tier) {
+            let ids = doc_starts(range, width).into_iter().map(|s| bucket_id(&device, s)).collect();
+            for doc in self.point_reads(collection, ids, projection.clone()).await? {
+                for bucket in slots(&doc, &key, tier.width_ms())? {
+                    if bucket.start >= range.from && bucket.start < range.to {
+                        buckets
+                            .entry(bucket.start)
+                            .and_modify(|b| b.merge(&bucket))
+                            .or_insert(bucket);
+                    }
+                }
+            }
         }
-        buckets.sort_by_key(|b| b.start);
-        Ok(buckets)
+        Ok(buckets.into_values().collect())
     }
 
     async fn purge(&self, what: Purge, before: Timestamp) -> Result<u64, StoreError> {
         let cutoff = before.as_millis();
         match what {
             Purge::Raw => {
-                // Points go a whole hour at a time: those of the cutoff's own hour stay until
-                // the hour has passed.
+                // Points go a chunk at a time, once the chunk's span (an hour for chunks of
+                // legacy hour documents) is wholly before the cutoff: up to an hour more stays.
                 self.db
                     .collection::<Document>("chunks")
                     .delete_many(doc! {"b": {"$lte": cutoff - HOUR_MS}})
@@ -849,51 +933,9 @@ impl TelemetryStore for MongoStore {
                 Ok(deleted.deleted_count)
             }
             Purge::Rollup(tier) => {
-                let (name, width) = tier_docs(tier);
-                let collection = self.db.collection::<Document>(name);
-                // Whole documents before the cutoff, counted by their slots, then the slots
-                // before the cutoff in the document that holds it.
-                let old: Vec<Document> = collection
-                    .find(doc! {"b": {"$lte": cutoff - width}})
-                    .projection(doc! {"s": 1, "b": 1})
-                    .await
-                    .map_err(unavailable)?
-                    .try_collect()
-                    .await
-                    .map_err(unavailable)?;
                 let mut deleted = 0;
-                for doc in &old {
-                    deleted += all_slots(doc, tier.width_ms())?.len() as u64;
-                }
-                collection
-                    .delete_many(doc! {"b": {"$lte": cutoff - width}})
-                    .await
-                    .map_err(unavailable)?;
-                let boundary = cutoff - cutoff.rem_euclid(width);
-                let straddling: Vec<Document> = collection
-                    .find(doc! {"b": boundary})
-                    .projection(doc! {"s": 1, "b": 1})
-                    .await
-                    .map_err(unavailable)?
-                    .try_collect()
-                    .await
-                    .map_err(unavailable)?;
-                for doc in &straddling {
-                    let mut unset = Document::new();
-                    for (key, bucket) in all_slots(doc, tier.width_ms())? {
-                        if bucket.start.as_millis() < cutoff {
-                            let slot = (bucket.start.as_millis() - boundary) / tier.width_ms();
-                            unset.insert(format!("s.{key}.{slot}"), "");
-                        }
-                    }
-                    if !unset.is_empty() {
-                        deleted += unset.len() as u64;
-                        let id = doc.get("_id").cloned().ok_or_else(|| corrupt("no _id"))?;
-                        collection
-                            .update_one(doc! {"_id": id}, doc! {"$unset": unset})
-                            .await
-                            .map_err(unavailable)?;
-                    }
+                for (collection, width) in self.tier_docs(tier) {
+                    deleted += purge_slots(collection, width, tier.width_ms(), cutoff).await?;
                 }
                 Ok(deleted)
             }

@@ -305,15 +305,15 @@ async fn sqlite_store_converts_a_point_per_row_database() {
 }
 
 /// Data written by the first MongoDB layout stays readable next to new writes: the latest
-/// pointer in the `latest` collection, raw points as `[ts, value, seq, ...]` arrays.
+/// pointer in the `latest` collection, raw points as `[ts, value, seq, ...]` arrays, minute
+/// rollups in hour documents (now 10-minute ones); retention clears both.
 #[tokio::test]
 async fn mongodb_store_reads_the_first_layout() {
-    use edgewatch_common::telemetry_store::{Point, TimeRange};
+    use edgewatch_common::telemetry_store::{Point, Purge, Tier, TimeRange};
     use edgewatch_protocol::{Batch, DeviceId, MetricName, Timestamp};
     use mongodb::bson::{Document, doc};
 
     let url = mongodb_url();
-    let store = MongoStore::open(&url).await.expect("open");
     let raw = mongodb::Client::with_uri_str(&url).await.unwrap().default_database().unwrap();
     let device = DeviceId::new();
     let d = device.to_string();
@@ -340,6 +340,8 @@ async fn mongodb_store_reads_the_first_layout() {
     )
     .await;
 
+    // The store opens on the old data (an upgrade).
+    let store = MongoStore::open(&url).await.expect("open");
     let x_a = MetricName::parse("x.a").unwrap();
     let all = TimeRange::new(Timestamp::from_millis(0).unwrap(), Timestamp::now()).unwrap();
     let at = |ms| Timestamp::from_millis(ms).unwrap();
@@ -352,16 +354,30 @@ async fn mongodb_store_reads_the_first_layout() {
 
     // A new write (an older seq, arriving late) adds a packed chunk to the same hour and must not
     // hide the higher legacy pointer.
+    // Rollups of the new layout (10-minute documents) for a minute the legacy hour document
+    // holds too, and for a later window of that hour.
     let late = Batch::from_json(
-        format!(r#"{{"device_id":"{device}","readings":[{{"seq":3,"ts":"2026-11-26T20:00:01Z","metrics":{{"x.a":1.5}}}}]}}"#)
+        format!(r#"{{"device_id":"{device}","readings":[{{"seq":3,"ts":"2026-11-26T20:00:01Z","metrics":{{"x.a":1.5}}}},{{"seq":4,"ts":"2026-11-26T20:15:00Z","metrics":{{"x.a":4.0}}}}]}}"#)
             .as_bytes(),
     )
     .unwrap();
-    assert_eq!(store.write(&[late]).await.unwrap().accepted, 1);
+    assert_eq!(store.write(&[late]).await.unwrap().accepted, 2);
     assert_eq!(store.latest(device).await.unwrap().unwrap().seq.get(), 7);
     assert_eq!(
         store.raw(device, &x_a, all, 10).await.unwrap(),
-        vec![Point { ts: at(t0 + 1_000), value: 1.5 }, Point { ts: at(t0 + 5_000), value: 2.5 }],
+        vec![
+            Point { ts: at(t0 + 1_000), value: 1.5 },
+            Point { ts: at(t0 + 5_000), value: 2.5 },
+            Point { ts: at(t0 + 900_000), value: 4.0 }
+        ],
         "old and new chunks read together, in time order"
     );
+    let minutes = store.rollups(device, &x_a, Tier::Minute, all).await.unwrap();
+    assert_eq!(
+        minutes.iter().map(|b| (b.start.as_millis(), b.count, b.sum)).collect::<Vec<_>>(),
+        vec![(t0, 2, 4.0), (t0 + 900_000, 1, 4.0)],
+        "a minute in both layouts is one bucket"
+    );
+    assert_eq!(store.purge(Purge::Rollup(Tier::Minute), at(t0 + 3_600_000)).await.unwrap(), 3);
+    assert!(store.rollups(device, &x_a, Tier::Minute, all).await.unwrap().is_empty());
 }
