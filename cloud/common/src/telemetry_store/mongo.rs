@@ -70,8 +70,8 @@ const RAW_HOURS_PER_READ: usize = 2;
 /// pool of 100 busy for every statement until the whole command ends (its handler defers each
 /// statement's cursor close to the end of the command), so a command of 100 statements, or
 /// several commands in flight that add up to it, wait for each other forever (seen: the
-/// consumer hung with 50 devices x 2 documents in one call). A write has at most three commands
-/// in flight (see `settle`), so one writer holds at most 3 x (10 + 1) connections and three
+/// consumer hung with 50 devices x 2 documents in one call). A write has at most two commands
+/// in flight (see `settle`), so one writer holds at most 2 x (10 + 1) connections and four
 /// replicas writing to one database stay below 100.
 const UPDATE_STATEMENTS: usize = 10;
 
@@ -368,8 +368,9 @@ impl MongoStore {
         }
         let started = std::time::Instant::now();
         let (window_updates, day_updates) = (windows.len(), days.len());
-        // Three independent commands in flight at once: FerretDB decodes and encodes documents
-        // on its own threads and only the SQLite write itself is serialized, so they overlap.
+        // The points and minute rollups, and the hour rollups, in flight at once: FerretDB
+        // decodes and encodes documents on its own threads and only the SQLite write itself is
+        // serialized, so they overlap.
         let points_then_windows = async {
             // Chunks first: a bucket never lists a chunk that is not there.
             if !chunks.is_empty() {
@@ -387,11 +388,10 @@ impl MongoStore {
             }
             self.update("minutes", windows).await
         };
-        tokio::try_join!(
-            points_then_windows,
-            self.update("days", days),
-            self.update("catalogue", catalogue)
-        )?;
+        tokio::try_join!(points_then_windows, self.update("days", days))?;
+        // The catalogue last: its `q` is what `latest` answers, so a reader that sees a seq
+        // there finds that reading's points and rollups too.
+        self.update("catalogue", catalogue).await?;
         tracing::debug!(
             settle_ms = started.elapsed().as_millis(),
             window_updates,
