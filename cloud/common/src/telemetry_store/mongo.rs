@@ -666,28 +666,24 @@ async fn purge_slots(
     slot_ms: i64,
     cutoff: i64,
 ) -> Result<u64, StoreError> {
-    let old: Vec<Document> = collection
-        .find(doc! {"b": {"$lte": cutoff - width}})
-        .projection(doc! {"s": 1, "b": 1})
-        .await
-        .map_err(unavailable)?
-        .try_collect()
-        .await
-        .map_err(unavailable)?;
+    let slots_of = |filter: Document| async move {
+        collection
+            .find(filter)
+            .projection(doc! {"s": 1, "b": 1})
+            .await
+            .map_err(unavailable)?
+            .try_collect::<Vec<Document>>()
+            .await
+            .map_err(unavailable)
+    };
+    let old = slots_of(doc! {"b": {"$lte": cutoff - width}}).await?;
     let mut deleted = 0;
     for doc in &old {
         deleted += all_slots(doc, slot_ms)?.len() as u64;
     }
     collection.delete_many(doc! {"b": {"$lte": cutoff - width}}).await.map_err(unavailable)?;
     let boundary = cutoff - cutoff.rem_euclid(width);
-    let straddling: Vec<Document> = collection
-        .find(doc! {"b": boundary})
-        .projection(doc! {"s": 1, "b": 1})
-        .await
-        .map_err(unavailable)?
-        .try_collect()
-        .await
-        .map_err(unavailable)?;
+    let straddling = slots_of(doc! {"b": boundary}).await?;
     for doc in &straddling {
         let mut unset = Document::new();
         for (key, bucket) in all_slots(doc, slot_ms)? {
