@@ -199,8 +199,8 @@ mod tests {
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].0.as_deref(), Some("gzip"));
         assert_eq!(serde_json::from_slice::<Batch>(&seen[0].1).unwrap(), batch);
-        let plain = serde_json::to_vec(&batch).unwrap().len();
-        let compressed = gzip(&serde_json::to_vec(&batch).unwrap()).unwrap().len();
+        let json = serde_json::to_vec(&batch).unwrap();
+        let (plain, compressed) = (json.len(), gzip(&json).unwrap().len());
         assert!(compressed * 3 < plain, "gzip {compressed} bytes of {plain}");
     }
 
