@@ -12,11 +12,13 @@
 //!
 //! The topology (exchange `edgewatch`, the dead-letter exchange, the queues and their bindings)
 //! is declared by every participant on every (re)connect, so publishers never outrun consumers
-//! that have not started yet. Adapters: [`amqp`] (RabbitMQ via lapin) and [`memory`] (in-process,
-//! for `edgewatch up`), picked by URL in [`connect`].
+//! that have not started yet. Adapters: [`amqp`] (RabbitMQ via lapin), [`sqlite`] (in-process and
+//! durable, for `edgewatch up`) and [`memory`] (in-process, not durable: tests, and the dispatching
+//! under [`sqlite`]), picked by URL in [`connect`].
 
 pub mod amqp;
 pub mod memory;
+pub mod sqlite;
 mod topic;
 
 use std::{fmt, sync::Arc};
@@ -120,7 +122,7 @@ pub enum BusError {
     UnknownQueue(String),
     #[error("the delivery is no longer held by this consumer; it will be delivered again")]
     Stale,
-    #[error("unsupported bus URL `{0}`: use amqp://, amqps:// or memory://")]
+    #[error("unsupported bus URL `{0}`: use amqp://, amqps://, sqlite:// or memory://")]
     UnsupportedUrl(String),
 }
 
@@ -137,10 +139,14 @@ pub trait Bus: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), BusError>;
 }
 
-/// Picks the adapter by URL scheme: `amqp://`/`amqps://` (RabbitMQ) or `memory://` (in-process).
+/// Picks the adapter by URL scheme: `amqp://`/`amqps://` (RabbitMQ), `sqlite://path` (in-process,
+/// kept in a file) or `memory://` (in-process).
 pub async fn connect(url: &str, topology: Topology) -> Result<Arc<dyn Bus>, BusError> {
     match crate::config::url_scheme(url) {
         Some("amqp" | "amqps") => Ok(Arc::new(amqp::AmqpBus::connect(url, topology).await?)),
+        Some("sqlite") => {
+            Ok(Arc::new(sqlite::SqliteBus::connect(url, topology, memory::DEFAULT_CAPACITY).await?))
+        }
         Some("memory") => Ok(Arc::new(memory::MemoryBus::new(topology, memory::DEFAULT_CAPACITY))),
         _ => Err(BusError::UnsupportedUrl(url.chars().take(64).collect())),
     }

@@ -5,7 +5,7 @@ use std::{
 };
 
 use edgewatch_common::{
-    bus::{Bus, BusError, Message, Topology, amqp::AmqpBus, memory::MemoryBus},
+    bus::{Bus, BusError, Message, Topology, amqp::AmqpBus, memory::MemoryBus, sqlite::SqliteBus},
     testkit::{conformance, services},
 };
 
@@ -13,6 +13,16 @@ use edgewatch_common::{
 async fn memory_bus_conformance() {
     conformance::bus::run(|topology| async move {
         Arc::new(MemoryBus::new(topology, 1_000)) as Arc<dyn Bus>
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_bus_conformance() {
+    conformance::bus::run(|topology| async move {
+        let url = services::sqlite_url("bus.db");
+        Arc::new(SqliteBus::connect(&url, topology, 1_000).await.expect("open the bus file"))
+            as Arc<dyn Bus>
     })
     .await;
 }
@@ -39,6 +49,101 @@ async fn memory_bus_refuses_publishes_when_a_queue_is_full() {
     let mut sub = bus.subscribe("monitoring.telemetry", 1).await.unwrap();
     sub.next().await.unwrap().ack().await.unwrap();
     bus.publish(message()).await.expect("room again after an ack");
+}
+
+#[tokio::test]
+async fn sqlite_bus_refuses_publishes_when_a_queue_is_full() {
+    let url = services::sqlite_url("bus.db");
+    let bus = SqliteBus::connect(&url, Topology::standard(), 3).await.unwrap();
+    let message = || Message::new("telemetry.x", "{}");
+    for _ in 0..3 {
+        bus.publish(message()).await.unwrap();
+    }
+    assert!(matches!(bus.publish(message()).await, Err(BusError::Full { capacity: 3, .. })));
+    drop(bus);
+    // What it held counts after a restart too, and a refused publish was never written.
+    let bus = SqliteBus::connect(&url, Topology::standard(), 3).await.unwrap();
+    assert_eq!(bus.depth("monitoring.telemetry"), 3);
+    assert!(matches!(bus.publish(message()).await, Err(BusError::Full { .. })));
+    let mut sub = bus.subscribe("monitoring.telemetry", 1).await.unwrap();
+    sub.next().await.unwrap().ack().await.unwrap();
+    bus.publish(message()).await.expect("room again after an ack");
+}
+
+/// A process that ends without settling (a crash, `kill -9`): on reopen everything published
+/// and not acked is delivered again, marked redelivered; what was acked, dead-lettered or
+/// refused is not.
+#[tokio::test]
+async fn sqlite_bus_redelivers_what_was_not_acked_after_a_restart() {
+    let url = services::sqlite_url("bus.db");
+    let topology = Topology::default().with_queue("restart.events", &["telemetry.*"]);
+    let message = |i: usize| {
+        let mut message = Message::new(format!("telemetry.dev{i}"), format!("{{\"n\":{i}}}"));
+        message.message_id = Some(format!("m{i}"));
+        message.request_id = Some(format!("req-{i}"));
+        message
+    };
+    let bus = SqliteBus::connect(&url, topology.clone(), 100).await.unwrap();
+    for i in 0..5 {
+        bus.publish(message(i)).await.unwrap();
+    }
+    assert!(bus.publish(Message::new("nobody.listens", "{}")).await.is_err());
+    let mut sub = bus.subscribe("restart.events", 10).await.unwrap();
+    let mut held = Vec::new();
+    for i in 0..5 {
+        let delivery = sub.next().await.unwrap();
+        assert_eq!(delivery.message, message(i));
+        match i {
+            0 => delivery.ack().await.unwrap(),
+            1 => delivery.dead_letter().await.unwrap(),
+            _ => held.push(delivery),
+        }
+    }
+    bus.flush().await.unwrap();
+    // The crash: no settle call runs for the held deliveries, nothing is shut down.
+    std::mem::forget(held);
+    std::mem::forget(sub);
+    std::mem::forget(bus);
+
+    let bus = SqliteBus::connect(&url, topology, 100).await.unwrap();
+    assert_eq!(bus.depth("restart.events"), 3);
+    let mut sub = bus.subscribe("restart.events", 10).await.unwrap();
+    for i in 2..5 {
+        let delivery = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .expect("redelivered after the restart")
+            .unwrap();
+        assert_eq!(delivery.message, message(i), "in the order published, with its properties");
+        assert!(delivery.redelivered);
+        delivery.ack().await.unwrap();
+    }
+    assert!(tokio::time::timeout(Duration::from_millis(300), sub.next()).await.is_err());
+    let mut dead = bus.subscribe("restart.events.dead", 10).await.unwrap();
+    let buried = dead.next().await.unwrap();
+    assert_eq!(buried.message, message(1), "the dead letter stays dead");
+    buried.ack().await.unwrap();
+    bus.flush().await.unwrap();
+    drop((sub, dead, bus));
+
+    let bus = SqliteBus::connect(&url, Topology::standard(), 100).await.unwrap();
+    assert_eq!(bus.depth("restart.events"), 0, "a queue the topology lost is not served");
+    bus.publish(message(9)).await.unwrap();
+    assert_eq!(bus.depth("monitoring.telemetry"), 1);
+}
+
+#[tokio::test]
+async fn sqlite_bus_refuses_a_bad_url_or_an_unusable_file() {
+    assert!(matches!(
+        SqliteBus::connect("sqlite://", Topology::standard(), 10).await,
+        Err(BusError::UnsupportedUrl(_))
+    ));
+    let dir = services::sqlite_url("x");
+    let dir = dir.trim_start_matches("sqlite://").trim_end_matches("/x");
+    // A directory where the file should be.
+    assert!(matches!(
+        SqliteBus::connect(&format!("sqlite://{dir}"), Topology::standard(), 10).await,
+        Err(BusError::Unavailable(_))
+    ));
 }
 
 #[tokio::test]
