@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use edgewatch_protocol::Timestamp;
 use serde_json::{Value, json};
 
 struct Up {
@@ -334,16 +335,16 @@ fn ctrl_c_right_after_ingest_loses_nothing_acknowledged() {
 
     const BATCHES: u64 = 9;
     const PER_BATCH: u64 = 1_000;
+    // Readings a millisecond apart from the start of the last hour: inside raw retention
+    // whatever today's date is.
+    let hour = Timestamp::now().as_millis() - 3_600_000;
+    let from = Timestamp::from_millis(hour).unwrap().truncate(3_600_000);
+    let to = Timestamp::from_millis(from.as_millis() + 3_600_000).unwrap();
     for batch in 0..BATCHES {
         let readings: Vec<Value> = (0..PER_BATCH)
             .map(|i| {
                 let n = batch * PER_BATCH + i;
-                let ts = format!(
-                    "2026-11-26T10:{:02}:{:02}.{:03}Z",
-                    n / 60_000,
-                    (n / 1_000) % 60,
-                    n % 1_000
-                );
+                let ts = Timestamp::from_millis(from.as_millis() + n as i64).unwrap();
                 json!({"seq": n + 1, "ts": ts, "metrics": {"drain.value": n as f64}})
             })
             .collect();
@@ -362,10 +363,7 @@ fn ctrl_c_right_after_ingest_loses_nothing_acknowledged() {
     let again = start(&data, &["--sim", "0", "--no-agent"]);
     let token = login(&again.url, &password);
     let (status, body) = get(
-        &format!(
-            "{}/api/v1/telemetry/{id}?metric=drain.value&from=2026-11-26T10:00:00.000Z&to=2026-11-26T11:00:00.000Z",
-            again.url
-        ),
+        &format!("{}/api/v1/telemetry/{id}?metric=drain.value&from={from}&to={to}", again.url),
         &token,
     );
     assert_eq!(status, 200, "{body}");

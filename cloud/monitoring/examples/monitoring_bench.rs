@@ -141,6 +141,7 @@ async fn consume(label: &str, store_url: &str, messages: usize, prefetch: u16) -
         prefetch,
         linger: Duration::from_millis(20),
         healthy: Arc::new(AtomicBool::new(true)),
+        retention: edgewatch_monitoring::config::RetentionConfig::default(),
     };
     let target = messages * PER_BATCH;
     let started = Instant::now();

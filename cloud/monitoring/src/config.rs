@@ -92,6 +92,14 @@ impl Default for RetentionConfig {
     }
 }
 
+impl RetentionConfig {
+    /// Every tier kept forever: for an archive, and for tests whose readings carry fixed dates
+    /// (with the default horizons such a test would start failing once its dates grew old).
+    pub fn keep_everything() -> Self {
+        Self { raw_hours: 0, minute_hours: 0, hour_hours: 0, ..Self::default() }
+    }
+}
+
 impl edgewatch_common::binary::ServiceConfig for MonitoringConfig {
     fn log(&self) -> &LogConfig {
         &self.log

@@ -25,10 +25,10 @@ use edgewatch_common::{
     telemetry_store::TelemetryStore,
 };
 use edgewatch_protocol::{
-    Batch, DEVICE_EVENTS_QUEUE, DeviceRecord, MONITORING_QUEUE, RoutingKey, StatusEvent,
+    Batch, DEVICE_EVENTS_QUEUE, DeviceRecord, MONITORING_QUEUE, RoutingKey, StatusEvent, Timestamp,
 };
 
-use crate::{live::Live, registry::Registry};
+use crate::{config::RetentionConfig, live::Live, registry::Registry};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -40,6 +40,8 @@ pub struct Consumer {
     pub linger: Duration,
     /// False while the last write failed; read by `/readyz`.
     pub healthy: Arc<AtomicBool>,
+    /// The horizons late readings are counted against (see [`crate::retention::count_late`]).
+    pub retention: RetentionConfig,
 }
 
 impl Consumer {
@@ -84,9 +86,15 @@ impl Consumer {
     async fn handle(&self, held: Vec<Delivery>, shutdown: &Shutdown) -> bool {
         let mut deliveries = Vec::with_capacity(held.len());
         let mut batches = Vec::with_capacity(held.len());
+        // Late readings are counted on their first delivery only, so a redelivery (stored or
+        // not the first time) never counts a reading twice.
+        let mut first_deliveries = Vec::new();
         for delivery in held {
             match Batch::from_json(&delivery.message.body) {
                 Ok(batch) => {
+                    if !delivery.redelivered {
+                        first_deliveries.push(batches.len());
+                    }
                     batches.push(batch);
                     deliveries.push(delivery);
                 }
@@ -134,6 +142,8 @@ impl Consumer {
             .increment(outcome.accepted as u64);
         metrics::counter!("edgewatch_monitoring_readings_duplicate_total")
             .increment(outcome.duplicates as u64);
+        let first: Vec<&Batch> = first_deliveries.iter().map(|&i| &batches[i]).collect();
+        crate::retention::count_late(&first, &self.retention, Timestamp::now());
         for delivery in deliveries {
             if let Err(err) = delivery.ack().await {
                 // Stored already; the redelivery will be counted as duplicates.

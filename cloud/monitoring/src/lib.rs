@@ -114,6 +114,7 @@ pub async fn build_with(
         prefetch: config.consumer.prefetch.max(1),
         linger: Duration::from_millis(config.consumer.linger_ms),
         healthy: Arc::clone(&healthy),
+        retention: config.retention.clone(),
     };
     tokio::spawn(consumer.run(shutdown.clone()));
     tokio::spawn(consumer::follow_device_events(

@@ -1,5 +1,12 @@
 //! Retention: every `interval_s`, delete raw readings and rollups older than their horizons,
 //! and let the store settle writes a crashed writer left half-done.
+//!
+//! Retention goes by a reading's own time, not by when it arrived. A late reading (a device back
+//! after days offline) is stored like any other, so it still feeds the 1-minute and 1-hour
+//! rollups that cover it, and the raw row keeps its `(device, seq)` key for exactly-once; the
+//! next pass then drops whatever of it is already past a tier's horizon. [`count_late`] counts
+//! those drops per tier on arrival (`edgewatch_monitoring_late_readings_total{tier}`), so a
+//! policy never loses data silently.
 
 use std::{sync::Arc, time::Duration};
 
@@ -7,9 +14,25 @@ use edgewatch_common::{
     shutdown::Shutdown,
     telemetry_store::{Purge, StoreError, TelemetryStore, Tier},
 };
-use edgewatch_protocol::Timestamp;
+use edgewatch_protocol::{Batch, Timestamp};
 
 use crate::config::RetentionConfig;
+
+/// What each tier keeps at `now`: data older than its cutoff goes (tiers kept forever are absent).
+fn cutoffs(config: &RetentionConfig, now: Timestamp) -> Vec<(Purge, Timestamp)> {
+    [
+        (Purge::Raw, config.raw_hours),
+        (Purge::Rollup(Tier::Minute), config.minute_hours),
+        (Purge::Rollup(Tier::Hour), config.hour_hours),
+    ]
+    .into_iter()
+    .filter(|(_, hours)| *hours > 0)
+    .filter_map(|(what, hours)| {
+        let horizon_ms = i64::try_from(hours).unwrap_or(i64::MAX / 3_600_000) * 3_600_000;
+        Timestamp::from_millis(now.as_millis().saturating_sub(horizon_ms)).ok().map(|c| (what, c))
+    })
+    .collect()
+}
 
 /// One pass; returns how many rows or documents went.
 pub async fn purge_once(
@@ -18,21 +41,33 @@ pub async fn purge_once(
     now: Timestamp,
 ) -> Result<u64, StoreError> {
     let mut deleted = 0;
-    for (what, hours) in [
-        (Purge::Raw, config.raw_hours),
-        (Purge::Rollup(Tier::Minute), config.minute_hours),
-        (Purge::Rollup(Tier::Hour), config.hour_hours),
-    ] {
-        if hours == 0 {
-            continue;
-        }
-        let horizon_ms = i64::try_from(hours).unwrap_or(i64::MAX / 3_600_000) * 3_600_000;
-        let Ok(cutoff) = Timestamp::from_millis(now.as_millis().saturating_sub(horizon_ms)) else {
-            continue;
-        };
+    for (what, cutoff) in cutoffs(config, now) {
         deleted += store.purge(what, cutoff).await?;
     }
     Ok(deleted)
+}
+
+/// Counts, per tier, the readings of `batches` that arrive already past that tier's horizon:
+/// what the next pass will drop of them. Returns the counts (raw, minute, hour) for tests.
+pub fn count_late(batches: &[&Batch], config: &RetentionConfig, now: Timestamp) -> [u64; 3] {
+    let mut late = [0u64; 3];
+    for (what, cutoff) in cutoffs(config, now) {
+        let (slot, tier) = match what {
+            Purge::Raw => (0, "raw"),
+            Purge::Rollup(Tier::Minute) => (1, "minute"),
+            Purge::Rollup(Tier::Hour) => (2, "hour"),
+        };
+        late[slot] = batches
+            .iter()
+            .flat_map(|batch| batch.readings())
+            .filter(|reading| reading.ts < cutoff)
+            .count() as u64;
+        if late[slot] > 0 {
+            metrics::counter!("edgewatch_monitoring_late_readings_total", "tier" => tier)
+                .increment(late[slot]);
+        }
+    }
+    late
 }
 
 pub async fn run(store: Arc<dyn TelemetryStore>, config: RetentionConfig, shutdown: Shutdown) {
@@ -63,7 +98,7 @@ mod tests {
         telemetry_store::{TimeRange, sqlite::SqliteStore},
         testkit::services,
     };
-    use edgewatch_protocol::{Batch, DeviceId, MetricName};
+    use edgewatch_protocol::{DeviceId, MetricName};
 
     use super::*;
 
@@ -86,6 +121,9 @@ mod tests {
 
         let config =
             RetentionConfig { raw_hours: 24, minute_hours: 72, hour_hours: 0, interval_s: 1 };
+        let batch = Batch::from_json(json.as_bytes()).unwrap();
+        // Had they arrived only now: two are past the raw horizon, one past the minute one.
+        assert_eq!(count_late(&[&batch], &config, now), [2, 1, 0]);
         let deleted = purge_once(&store, &config, now).await.unwrap();
         // Raw: two readings; 1m rollups: one bucket (10 days); 1h rollups kept forever.
         assert_eq!(deleted, 3);

@@ -206,6 +206,7 @@ async fn a_rabbitmq_restart_during_ingest_loses_and_duplicates_no_reading_in_the
         prefetch: 100,
         linger: Duration::from_millis(20),
         healthy: Arc::new(AtomicBool::new(true)),
+        retention: edgewatch_monitoring::config::RetentionConfig::default(),
     };
     tokio::spawn(consumer.run(shutdown.clone()));
 

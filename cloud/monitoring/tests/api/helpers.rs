@@ -3,11 +3,11 @@ use std::{sync::Arc, time::Duration};
 use edgewatch_common::{
     bus::Bus,
     shutdown::Shutdown,
-    telemetry_store,
+    telemetry_store::{self, TelemetryStore},
     testkit::{serve_on_loopback, services},
 };
 use edgewatch_devices::DevicesConfig;
-use edgewatch_monitoring::MonitoringConfig;
+use edgewatch_monitoring::{MonitoringConfig, config::RetentionConfig};
 use edgewatch_signing::SigningConfig;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
@@ -26,6 +26,7 @@ pub struct TestApp {
     pub monitoring: String,
     pub client: Client,
     pub bus: Arc<dyn Bus>,
+    pub store: Arc<dyn TelemetryStore>,
     pub monitoring_config: MonitoringConfig,
     shutdown: Shutdown,
 }
@@ -64,9 +65,11 @@ pub async fn spawn_app_with(shape: Shape, adjust: impl FnOnce(&mut MonitoringCon
         service_token: SERVICE_TOKEN.into(),
         ..DevicesConfig::default()
     };
+    // Readings in these tests carry fixed dates: nothing may age out, whatever today is.
     let mut monitoring_config = MonitoringConfig {
         signing_url: signing.clone(),
         service_token: SERVICE_TOKEN.into(),
+        retention: RetentionConfig::keep_everything(),
         ..MonitoringConfig::default()
     };
     match shape {
@@ -120,6 +123,7 @@ pub async fn spawn_app_with(shape: Shape, adjust: impl FnOnce(&mut MonitoringCon
         monitoring,
         client: Client::new(),
         bus,
+        store,
         monitoring_config,
         shutdown,
     };

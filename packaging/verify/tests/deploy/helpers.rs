@@ -13,7 +13,7 @@ use edgewatch_common::{
     testkit::{serve_on_loopback, services},
 };
 use edgewatch_devices::DevicesConfig;
-use edgewatch_monitoring::MonitoringConfig;
+use edgewatch_monitoring::{MonitoringConfig, config::RetentionConfig};
 use edgewatch_protocol::DeviceId;
 use edgewatch_signing::SigningConfig;
 use reqwest::{Client, StatusCode};
@@ -95,6 +95,8 @@ impl Stack {
             bus_url,
             live_redis_url: Some(redis),
             live_redis_prefix: format!("deploy-live-{}", DeviceId::new()),
+            // Readings carry fixed dates: nothing may age out, whatever today is.
+            retention: RetentionConfig::keep_everything(),
             ..MonitoringConfig::default()
         };
         let (router, _) =
