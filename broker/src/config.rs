@@ -68,6 +68,9 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// A client must send its CONNECT within this time.
     pub connect_timeout_ms: u64,
+    /// How long the devices service may take to put one device message on the bus before the
+    /// front gives up, leaves it unacknowledged and closes the connection.
+    pub ingest_timeout_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -91,6 +94,7 @@ impl Default for BrokerConfig {
             max_packet_bytes: (1 << 20) + (64 << 10),
             max_connections: 10_000,
             connect_timeout_ms: 10_000,
+            ingest_timeout_ms: 10_000,
         }
     }
 }
@@ -102,6 +106,10 @@ impl BrokerConfig {
 
     pub fn reauth_interval(&self) -> Duration {
         Duration::from_millis(self.reauth_interval_ms.max(100))
+    }
+
+    pub fn ingest_timeout(&self) -> Duration {
+        Duration::from_millis(self.ingest_timeout_ms.max(1))
     }
 
     pub fn connect_timeout(&self) -> Duration {

@@ -9,15 +9,32 @@
 //! never mistakes a dropped message for a delivered one (its agent keeps the batch and the
 //! refusal shows up in logs and `edgewatch_broker_denied_total`). Device credentials are checked
 //! again every `reauth_interval`; a revoked device is disconnected.
+//!
+//! A device's PUBLISH on its own telemetry or events topic does not go to rumqttd: with an
+//! [`Ingest`] port configured, the front hands it over and answers PUBACK itself once the port
+//! says it is on the bus (or refused for good); if the port fails, no PUBACK, the connection is
+//! closed and the device sends the batch again after reconnecting. Per connection the front
+//! reads packets one at a time, so a device's messages reach the port in the order sent, one at
+//! a time, and PUBACKs leave in PUBLISH order (MQTT 3.1.1 §4.6): before answering, the front
+//! waits until rumqttd acknowledged every earlier QoS 1 PUBLISH it relayed (a status message),
+//! and the writer takes the front's PUBACK before any later packet from rumqttd.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use bytes::{Bytes, BytesMut};
-use metrics::{Counter, counter, gauge};
+use edgewatch_protocol::DeviceId;
+use metrics::{Counter, counter, gauge, histogram};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
-    sync::{Semaphore, mpsc},
+    sync::{Notify, Semaphore, mpsc},
 };
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     acl::{Identity, Permissions},
     auth::{AuthError, Authenticator, Login},
+    ingest::{Ingest, IngestError, IngestKind, Outcome, Publication},
     packet::{self, Connect, ConnectReturn, Frame, PacketError},
 };
 
@@ -39,6 +57,12 @@ pub(crate) struct Front {
     pub connect_timeout: Duration,
     pub reauth_interval: Duration,
     pub slots: Arc<Semaphore>,
+    /// Where devices' telemetry and events go; `None`: to rumqttd like any message (it then
+    /// acknowledges from memory).
+    pub ingest: Option<Arc<dyn Ingest>>,
+    /// How long one message may take the port (bus confirm included) before the connection is
+    /// closed unacknowledged.
+    pub ingest_timeout: Duration,
 }
 
 /// Accepts connections on `listener` until `shutdown`; each runs in its own task.
@@ -266,6 +290,12 @@ enum Closed {
     Shutdown,
     #[error("the embedded broker closed the connection")]
     Upstream,
+    #[error("a {0} message was not taken ({1}); left unacknowledged")]
+    NotIngested(IngestKind, String),
+    #[error("a {0} message at QoS 2 (telemetry and events are QoS 1)")]
+    IngestQos2(IngestKind),
+    #[error("rumqttd did not acknowledge an earlier message in time")]
+    UpstreamAckLate,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -287,8 +317,19 @@ where
     let permissions = identity.permissions();
     let messages_in = counter!("edgewatch_broker_messages_in_total");
     let messages_out = counter!("edgewatch_broker_messages_out_total");
-    // SUBACKs the front answers itself go through the writer task, between whole packets.
+    // SUBACKs and PUBACKs the front answers itself go through the writer task, between whole
+    // packets.
     let (inject_tx, inject_rx) = mpsc::channel::<Bytes>(8);
+    let unacked = Unacked::default();
+    let ingest = match (identity, &front.ingest) {
+        (Identity::Device(id), Some(port)) => Some(IngestTo {
+            device: *id,
+            port: port.as_ref(),
+            secret: &login.password,
+            timeout: front.ingest_timeout,
+        }),
+        _ => None,
+    };
 
     up_tx.write_all(&connect.encode()).await.map_err(|_| Closed::Upstream)?;
 
@@ -297,9 +338,24 @@ where
             let mut out = BytesMut::new();
             let mut disconnect = false;
             while let Some(frame) = packet::next_frame(&mut client_buf, front.max_packet_bytes)? {
-                if check(&frame, &permissions, &inject_tx, &messages_in).await? {
-                    out.extend_from_slice(&frame.bytes);
+                if !check(&frame, &permissions, &inject_tx, &messages_in).await? {
+                    continue;
                 }
+                if let Some(to) = &ingest
+                    && let Some(kind) = to.kind_of(&frame)?
+                {
+                    // Everything before it goes first, so rumqttd's acks can be waited for.
+                    if !out.is_empty() {
+                        up_tx.write_all(&out).await.map_err(|_| Closed::Upstream)?;
+                        out.clear();
+                    }
+                    to.ingest(&frame, kind, &unacked, &inject_tx).await?;
+                    continue;
+                }
+                if frame.kind() == packet::PUBLISH && frame.qos() == 1 {
+                    unacked.relayed();
+                }
+                out.extend_from_slice(&frame.bytes);
                 disconnect |= frame.kind() == packet::DISCONNECT;
             }
             if !out.is_empty() && up_tx.write_all(&out).await.is_err() {
@@ -319,7 +375,7 @@ where
         }
     };
     let ended = {
-        let outbound = outbound(&mut up_rx, client_tx, inject_rx, front, &messages_out);
+        let outbound = outbound(&mut up_rx, client_tx, inject_rx, front, &messages_out, &unacked);
         let reauth = reauth(identity, login, front);
         tokio::select! {
             ended = inbound => ended,
@@ -391,23 +447,36 @@ async fn outbound<W: AsyncWrite + Unpin>(
     mut inject: mpsc::Receiver<Bytes>,
     front: &Front,
     messages_out: &Counter,
+    unacked: &Unacked,
 ) -> Result<(), Closed> {
     let mut buf = BytesMut::with_capacity(2048);
     // rumqttd may send packets larger than a client's (a retained batch): allow twice the limit.
     let max = front.max_packet_bytes.saturating_mul(2);
     loop {
         let mut out = BytesMut::new();
+        let mut pubacks = 0;
         while let Some(frame) = packet::next_frame(&mut buf, max)? {
-            if frame.kind() == packet::PUBLISH {
-                messages_out.increment(1);
+            match frame.kind() {
+                packet::PUBLISH => messages_out.increment(1),
+                packet::PUBACK => pubacks += 1,
+                _ => {}
             }
             out.extend_from_slice(&frame.bytes);
         }
         if !out.is_empty() && client_tx.write_all(&out).await.is_err() {
             return Ok(());
         }
+        unacked.acked(pubacks);
         buf.reserve(2048);
         tokio::select! {
+            // The front's own answers first: a PUBACK it queued must leave before rumqttd's
+            // answer to anything the client sent after that PUBLISH.
+            biased;
+            Some(bytes) = inject.recv() => {
+                if client_tx.write_all(&bytes).await.is_err() {
+                    return Ok(());
+                }
+            }
             read = up_rx.read_buf(&mut buf) => match read {
                 Ok(0) | Err(_) => {
                     let _ = client_tx.shutdown().await;
@@ -415,12 +484,113 @@ async fn outbound<W: AsyncWrite + Unpin>(
                 }
                 Ok(_) => {}
             },
-            Some(bytes) = inject.recv() => {
-                if client_tx.write_all(&bytes).await.is_err() {
-                    return Ok(());
-                }
+        }
+    }
+}
+
+/// QoS 1 PUBLISHes relayed to rumqttd whose PUBACK has not reached the client yet. rumqttd
+/// acknowledges in order, so a count is enough.
+#[derive(Default)]
+struct Unacked {
+    count: AtomicUsize,
+    changed: Notify,
+}
+
+impl Unacked {
+    fn relayed(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// `n` PUBACKs from rumqttd were written to the client.
+    fn acked(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let _ = self
+            .count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| Some(c.saturating_sub(n)));
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until every relayed QoS 1 PUBLISH is acknowledged.
+    async fn drained(&self) {
+        loop {
+            // Registered before the check, so an `acked` in between is not missed.
+            let changed = self.changed.notified();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+/// A device connection's way to the ingest port.
+struct IngestTo<'a> {
+    device: DeviceId,
+    port: &'a dyn Ingest,
+    secret: &'a str,
+    timeout: Duration,
+}
+
+impl IngestTo<'_> {
+    /// The ingest kind of an (authorised) PUBLISH, if it is one.
+    fn kind_of(&self, frame: &Frame) -> Result<Option<IngestKind>, Closed> {
+        if frame.kind() != packet::PUBLISH {
+            return Ok(None);
+        }
+        Ok(IngestKind::of_topic(packet::publish_topic(frame)?, self.device))
+    }
+
+    /// Hands one message to the port; PUBACKs it (QoS 1) once the port took it or refused it for
+    /// good. An error closes the connection with the message unacknowledged.
+    async fn ingest(
+        &self,
+        frame: &Frame,
+        kind: IngestKind,
+        unacked: &Unacked,
+        inject: &mpsc::Sender<Bytes>,
+    ) -> Result<(), Closed> {
+        let parts = packet::publish_parts(frame)?;
+        if parts.qos == 2 {
+            return Err(Closed::IngestQos2(kind));
+        }
+        let publication = Publication {
+            device: self.device,
+            kind,
+            payload: parts.payload,
+            secret: self.secret.to_owned(),
+        };
+        let started = Instant::now();
+        let taken = tokio::time::timeout(self.timeout, self.port.accept(publication)).await;
+        histogram!("edgewatch_broker_ingest_seconds", "kind" => kind.as_str())
+            .record(started.elapsed().as_secs_f64());
+        let failed = |cause: String| {
+            counter!("edgewatch_broker_ingest_total", "kind" => kind.as_str(), "result" => "failed")
+                .increment(1);
+            Closed::NotIngested(kind, cause)
+        };
+        match taken {
+            Err(_) => return Err(failed(format!("no answer within {:?}", self.timeout))),
+            // Denied: the periodic re-check ends the session for good; until then, not acked.
+            Ok(Err(err @ (IngestError::Denied | IngestError::Unavailable(_)))) => {
+                return Err(failed(err.to_string()));
+            }
+            Ok(Ok(Outcome::Accepted)) => {
+                counter!("edgewatch_broker_ingest_total", "kind" => kind.as_str(), "result" => "accepted")
+                    .increment(1);
+            }
+            Ok(Ok(Outcome::Refused(reason))) => {
+                counter!("edgewatch_broker_ingest_total", "kind" => kind.as_str(), "result" => "refused")
+                    .increment(1);
+                tracing::warn!(device_id = %self.device, %kind, reason, "Dropped a message the devices service refused; acknowledging it");
             }
         }
+        let Some(pkid) = parts.pkid else { return Ok(()) };
+        tokio::time::timeout(self.timeout, unacked.drained())
+            .await
+            .map_err(|_| Closed::UpstreamAckLate)?;
+        inject.send(packet::puback(pkid)).await.map_err(|_| Closed::Upstream)
     }
 }
 

@@ -7,8 +7,10 @@
 //! authorising front ([`front`]) owns the public listeners (plain and TLS), authenticates each
 //! CONNECT through the [`Authenticator`] port, checks every PUBLISH topic and SUBSCRIBE filter
 //! against the client's permissions ([`acl`]) and relays the rest to rumqttd, which listens on a
-//! random loopback port behind an internal account with a random password. See broker/README.md
-//! for the design, its cost and rumqttd's limits.
+//! random loopback port behind an internal account with a random password. Devices' telemetry and
+//! events skip rumqttd: the front hands them to the [`Ingest`] port and acknowledges them only
+//! once they are on the bus ([`ingest`]). See broker/README.md for the design, its cost and
+//! rumqttd's limits.
 //!
 //! In-process use (`edgewatch up`):
 //!
@@ -17,7 +19,8 @@
 //! use edgewatch_broker::{BrokerConfig, start};
 //! let shutdown = tokio_util::sync::CancellationToken::new();
 //! let config = BrokerConfig { http: None, ..BrokerConfig::default() };
-//! let broker = start(config, auth, shutdown.clone()).await?;
+//! // `None`: no ingest port; see [`start`].
+//! let broker = start(config, auth, None, shutdown.clone()).await?;
 //! println!("MQTT on {:?}", broker.mqtt_addr);
 //! shutdown.cancel();
 //! broker.stopped().await;
@@ -28,6 +31,7 @@ pub mod acl;
 pub mod auth;
 pub mod config;
 mod front;
+pub mod ingest;
 pub mod packet;
 mod tls;
 
@@ -43,6 +47,9 @@ pub use auth::{
     devices_http::DevicesHttp,
 };
 pub use config::{BrokerConfig, MqttListener, Role, TlsListener};
+pub use ingest::{
+    Ingest, IngestError, IngestKind, Outcome, Publication, devices_http::DevicesHttpIngest,
+};
 
 /// The broker's one error type.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +112,23 @@ pub fn authenticator(config: &BrokerConfig) -> Result<Arc<dyn Authenticator>, Br
     Ok(Arc::new(Chain(chain)))
 }
 
+/// The ingest port the configuration describes: on a cloud broker, the devices service's HTTP
+/// ingest endpoints (the same `devices_url` device logins are checked against); an edge broker
+/// has no devices, hence none.
+pub fn ingest(config: &BrokerConfig) -> Result<Option<Arc<dyn Ingest>>, BrokerError> {
+    match (config.role, &config.devices_url) {
+        (Role::Cloud, Some(url)) => {
+            Ok(Some(Arc::new(DevicesHttpIngest::new(url, config.ingest_timeout()))))
+        }
+        (Role::Cloud, None) => Err(BrokerError::Config(
+            "a cloud broker needs devices_url (EDGEWATCH_DEVICES_URL=http://devices:8080) to hand \
+             device telemetry to"
+                .into(),
+        )),
+        (Role::Edge, _) => Ok(None),
+    }
+}
+
 /// Only lets devices in on a cloud broker: an edge broker has static accounts alone.
 struct RoleGate {
     inner: Arc<dyn Authenticator>,
@@ -128,9 +152,14 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, BrokerError> {
 /// Starts the broker: rumqttd on its own OS thread behind a loopback port, the authorising
 /// front on the configured listeners, and the metrics endpoint. Returns once every listener is
 /// bound and rumqttd accepts connections; runs until `shutdown` fires.
+///
+/// `ingest` takes devices' telemetry and events, and the front acknowledges them only after it
+/// did ([`ingest`] builds the HTTP one). `None` leaves them to rumqttd, which acknowledges from
+/// memory: only for brokers whose readers are not the durable path (tests, an edge broker).
 pub async fn start(
     config: BrokerConfig,
     auth: Arc<dyn Authenticator>,
+    ingest: Option<Arc<dyn Ingest>>,
     shutdown: CancellationToken,
 ) -> Result<BrokerHandle, BrokerError> {
     if config.mqtt.is_none() && config.tls.is_none() {
@@ -168,6 +197,8 @@ pub async fn start(
         connect_timeout: config.connect_timeout(),
         reauth_interval: config.reauth_interval(),
         slots: Arc::new(Semaphore::new(config.max_connections)),
+        ingest,
+        ingest_timeout: config.ingest_timeout(),
     });
     let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
     let mut handle = BrokerHandle {

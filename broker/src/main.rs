@@ -30,7 +30,8 @@ async fn serve(
     shutdown: edgewatch_common::shutdown::Shutdown,
 ) -> Result<(), BrokerError> {
     let auth = edgewatch_broker::authenticator(&config)?;
-    let broker = edgewatch_broker::start(config, auth, shutdown.clone()).await?;
+    let ingest = edgewatch_broker::ingest(&config)?;
+    let broker = edgewatch_broker::start(config, auth, ingest, shutdown.clone()).await?;
     shutdown.cancelled().await;
     broker.stopped().await;
     Ok(())

@@ -12,6 +12,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 pub const CONNECT: u8 = 1;
 pub const CONNACK: u8 = 2;
 pub const PUBLISH: u8 = 3;
+pub const PUBACK: u8 = 4;
 pub const SUBSCRIBE: u8 = 8;
 pub const DISCONNECT: u8 = 14;
 
@@ -127,6 +128,43 @@ fn read_str<'a>(body: &mut &'a [u8]) -> Result<&'a str, PacketError> {
 pub fn publish_topic(frame: &Frame) -> Result<&str, PacketError> {
     let mut body = frame.body();
     read_str(&mut body)
+}
+
+/// A PUBLISH taken apart: its packet id (QoS 1 and 2 only) and its payload, which shares the
+/// frame's buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishParts {
+    pub qos: u8,
+    pub pkid: Option<u16>,
+    pub payload: Bytes,
+}
+
+/// The packet id and payload of a PUBLISH (MQTT 3.1.1 §3.3: topic, packet id if QoS > 0, then
+/// the payload up to the end of the frame).
+pub fn publish_parts(frame: &Frame) -> Result<PublishParts, PacketError> {
+    let mut body = frame.body();
+    read_str(&mut body)?;
+    let qos = frame.qos();
+    if qos == 3 {
+        return Err(PacketError::Malformed("a PUBLISH with QoS 3"));
+    }
+    let pkid = if qos > 0 {
+        let pkid = read_u16(&mut body)?;
+        if pkid == 0 {
+            return Err(PacketError::Malformed("a PUBLISH with packet id 0"));
+        }
+        Some(pkid)
+    } else {
+        None
+    };
+    let at = frame.bytes.len() - body.len();
+    Ok(PublishParts { qos, pkid, payload: frame.bytes.slice(at..) })
+}
+
+/// A PUBACK for `pkid`.
+pub fn puback(pkid: u16) -> Bytes {
+    let [high, low] = pkid.to_be_bytes();
+    Bytes::copy_from_slice(&[PUBACK << 4, 0x02, high, low])
 }
 
 /// The filters of a SUBSCRIBE, each with its requested QoS.
@@ -357,6 +395,29 @@ mod tests {
         let frame = next_frame(&mut buf, 1024).unwrap().unwrap();
         assert_eq!(subscribe_filters(&frame).unwrap(), (7, vec![("a/#", 1)]));
         assert_eq!(&suback_refused(7, 1)[..], &[0x90, 0x03, 0x00, 0x07, 0x80]);
+    }
+
+    #[test]
+    fn publish_parts_find_the_packet_id_and_payload() {
+        // QoS 1, topic "a/b", packet id 0x0102, payload "hi".
+        let mut buf =
+            BytesMut::from(&[0x32, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x01, 0x02, b'h', b'i'][..]);
+        let frame = next_frame(&mut buf, 1024).unwrap().unwrap();
+        let parts = publish_parts(&frame).unwrap();
+        assert_eq!((parts.qos, parts.pkid, &parts.payload[..]), (1, Some(0x0102), &b"hi"[..]));
+        assert_eq!(&puback(0x0102)[..], &[0x40, 0x02, 0x01, 0x02]);
+        // QoS 0 has no packet id: everything after the topic is payload.
+        let mut buf = BytesMut::from(&[0x30, 0x07, 0x00, 0x03, b'a', b'/', b'b', b'h', b'i'][..]);
+        let frame = next_frame(&mut buf, 1024).unwrap().unwrap();
+        let parts = publish_parts(&frame).unwrap();
+        assert_eq!((parts.pkid, &parts.payload[..]), (None, &b"hi"[..]));
+        // Packet id 0 and a missing packet id are malformed.
+        let mut buf = BytesMut::from(&[0x32, 0x07, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x00][..]);
+        let frame = next_frame(&mut buf, 1024).unwrap().unwrap();
+        assert!(publish_parts(&frame).is_err());
+        let mut buf = BytesMut::from(&[0x32, 0x05, 0x00, 0x03, b'a', b'/', b'b'][..]);
+        let frame = next_frame(&mut buf, 1024).unwrap().unwrap();
+        assert_eq!(publish_parts(&frame).unwrap_err(), PacketError::Truncated);
     }
 
     #[test]

@@ -62,7 +62,7 @@ async fn broker(role: Role) -> (Broker, CancellationToken) {
     let auth: Arc<dyn Authenticator> =
         Arc::new(edgewatch_broker::Chain(vec![Arc::new(statics), Arc::new(TestDevices)]));
     let shutdown = CancellationToken::new();
-    let handle = edgewatch_broker::start(config, auth, shutdown.clone()).await.unwrap();
+    let handle = edgewatch_broker::start(config, auth, None, shutdown.clone()).await.unwrap();
     let addr = handle.mqtt_addr.unwrap();
     let broker =
         Broker { host: addr.ip().to_string(), port: addr.port(), username: None, password: None };

@@ -3,6 +3,10 @@
 //! instead of over HTTP, and three static accounts made at start: the devices service's bridge,
 //! local sensors, and the local agent reading them. The sensors' password is kept under the
 //! data directory so real sensors can be configured once.
+//!
+//! Devices' telemetry goes from the broker's front straight to `Devices::ingest_mqtt` in process
+//! (the [`Ingest`] port), so a PUBACK means the batch is on the bus; the bridge then carries
+//! status only.
 
 use std::{
     net::SocketAddr,
@@ -13,10 +17,10 @@ use std::{
 use async_trait::async_trait;
 use edgewatch_broker::{
     Account, AccountRole, Accounts, AuthError, Authenticator, BrokerConfig, BrokerHandle, Chain,
-    Identity, Login, MqttListener, Role,
+    Identity, Ingest, IngestError, IngestKind, Login, MqttListener, Outcome, Publication, Role,
 };
 use edgewatch_common::shutdown::Shutdown;
-use edgewatch_devices::{Devices, error::DevicesError};
+use edgewatch_devices::{Devices, error::DevicesError, service::Handled};
 use edgewatch_protocol::DeviceId;
 
 use super::UpError;
@@ -96,6 +100,30 @@ impl Authenticator for Registry {
     }
 }
 
+/// Device telemetry into the registry's service, with the bridge's own function: validated,
+/// the device marked seen, the batch on the bus with a confirm.
+#[async_trait]
+impl Ingest for Registry {
+    async fn accept(&self, publication: Publication) -> Result<Outcome, IngestError> {
+        let Some(devices) = self.0.get() else {
+            return Err(IngestError::Unavailable("starting".into()));
+        };
+        match publication.kind {
+            IngestKind::Telemetry => {
+                match devices.ingest_mqtt(publication.device, &publication.payload).await {
+                    Ok(Handled::Accepted) => Ok(Outcome::Accepted),
+                    Ok(Handled::Refused(reason)) => Ok(Outcome::Refused(reason)),
+                    Err(err) => Err(IngestError::Unavailable(err.to_string())),
+                }
+            }
+            // Not acknowledged, so the device keeps them, until the devices service takes events.
+            IngestKind::Events => {
+                Err(IngestError::Unavailable("the devices service does not take events yet".into()))
+            }
+        }
+    }
+}
+
 /// Starts the broker on `listen`; it stops with `shutdown`.
 pub async fn start(
     listen: SocketAddr,
@@ -122,9 +150,10 @@ pub async fn start(
         accounts: accounts.clone(),
         ..BrokerConfig::default()
     };
+    let ingest: Arc<dyn Ingest> = Arc::new(registry.clone());
     let auth: Arc<dyn Authenticator> =
         Arc::new(Chain(vec![Arc::new(Accounts::new(accounts)), Arc::new(registry)]));
-    edgewatch_broker::start(config, auth, shutdown).await.map_err(|err| match err {
+    edgewatch_broker::start(config, auth, Some(ingest), shutdown).await.map_err(|err| match err {
         edgewatch_broker::BrokerError::Bind(addr, cause) => {
             UpError::listen("the MQTT", "--mqtt", addr, cause)
         }

@@ -161,7 +161,7 @@ async fn the_mqtt_uplink_speaks_tls_to_a_broker_it_trusts_and_only_then() {
     let auth: Arc<dyn Authenticator> =
         Arc::new(Chain(vec![Arc::new(Accounts::new(vec![watcher])), Arc::new(device)]));
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let broker = edgewatch_broker::start(config, auth, shutdown.clone()).await.unwrap();
+    let broker = edgewatch_broker::start(config, auth, None, shutdown.clone()).await.unwrap();
     let (plain, tls) = (broker.mqtt_addr.unwrap(), broker.tls_addr.unwrap());
     let credentials = Credentials {
         device_id: id,

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, process::Output, sync::Arc, time::Duration};
 
 use edgewatch_broker::{
-    Account, AccountRole, Authenticator, BrokerConfig, BrokerHandle, MqttListener, Role,
+    Account, AccountRole, Authenticator, BrokerConfig, BrokerHandle, Ingest, MqttListener, Role,
 };
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, LastWill, MqttOptions, Packet, Publish,
@@ -59,9 +59,21 @@ pub fn loopback_config(role: Role, accounts: Vec<Account>) -> BrokerConfig {
     }
 }
 
+/// Starts a broker with the ingest port its configuration describes (a cloud broker posts device
+/// telemetry to `devices_url`, as the binary does; without one, none).
 pub async fn start(config: BrokerConfig, auth: Arc<dyn Authenticator>) -> TestBroker {
+    let ingest = edgewatch_broker::ingest(&config).ok().flatten();
+    start_with(config, auth, ingest).await
+}
+
+pub async fn start_with(
+    config: BrokerConfig,
+    auth: Arc<dyn Authenticator>,
+    ingest: Option<Arc<dyn Ingest>>,
+) -> TestBroker {
     let shutdown = CancellationToken::new();
-    let handle = edgewatch_broker::start(config, auth, shutdown.clone()).await.expect("broker");
+    let handle =
+        edgewatch_broker::start(config, auth, ingest, shutdown.clone()).await.expect("broker");
     TestBroker { mqtt: handle.mqtt_addr.expect("a plain listener"), handle, shutdown }
 }
 

@@ -5,4 +5,5 @@
 mod cloud;
 mod edge;
 mod helpers;
+mod ingest;
 mod tls;

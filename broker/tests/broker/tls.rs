@@ -95,7 +95,7 @@ async fn a_missing_certificate_is_a_clear_start_error() {
         key_path: "/nonexistent/key.pem".into(),
     });
     let auth = edgewatch_broker::authenticator(&config).unwrap();
-    let err = edgewatch_broker::start(config, auth, Default::default()).await.unwrap_err();
+    let err = edgewatch_broker::start(config, auth, None, Default::default()).await.unwrap_err();
     assert!(matches!(err, BrokerError::Tls(_)), "{err}");
     assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");
 }
