@@ -1,13 +1,15 @@
 //! `edgewatch up`: the whole system in one process. Signing, devices and monitoring run on their
-//! embedded adapters (SQLite files under the data directory, an in-process bus and cache) behind
+//! embedded adapters (SQLite files under the data directory, an in-process bus kept in one of
+//! them, an in-memory cache) behind
 //! one HTTP port that routes like the production gateway; the MQTT broker, an agent for this host
 //! and a few simulated devices join them, so the dashboard is alive seconds after start.
 //!
-//! Shutdown is ordered so that nothing acknowledged is lost: first the intake stops (HTTP,
-//! MQTT, the local agent and simulators; in-flight requests finish), then the in-process bus is
+//! Nothing acknowledged is lost, however the process ends: the bus (`bus.db`) holds every message
+//! on disk from before the device's 202 until the store has it, so after a crash, `kill -9` or
+//! power cut the next start delivers what was left (the store's unique key absorbs the repeats).
+//! Shutdown is still ordered, so that a clean stop leaves nothing to redeliver: first the intake
+//! stops (HTTP, MQTT, the local agent and simulators; in-flight requests finish), then the bus is
 //! drained into the telemetry store, and only then do the consumers and background tasks stop.
-//! The in-process bus is not durable: a crash (not Ctrl-C) can lose what it holds, at most the
-//! few milliseconds of readings between a device's acknowledgement and the store's write.
 
 mod admin;
 mod broker;
@@ -25,7 +27,7 @@ use std::{
 };
 
 use edgewatch_common::{
-    bus::{Topology, memory::MemoryBus},
+    bus::{Topology, memory::DEFAULT_CAPACITY, sqlite::SqliteBus},
     config::HttpConfig,
     http::serve as serve_http,
     observability,
@@ -92,7 +94,9 @@ pub async fn run(config: UpConfig) -> Result<(), UpError> {
     let mqtt_addr = mqtt.mqtt_addr.unwrap_or(config.mqtt_listen);
     let internal_mqtt = format!("mqtt://{}", reachable(mqtt_addr, false));
 
-    let bus = MemoryBus::new(Topology::standard(), edgewatch_common::bus::memory::DEFAULT_CAPACITY);
+    let bus = SqliteBus::open(data.join("bus.db"), Topology::standard(), DEFAULT_CAPACITY)
+        .await
+        .map_err(|e| failed("bus", &e))?;
     let devices_config = edgewatch_devices::DevicesConfig {
         http: HttpConfig { listen: http_addr, ..HttpConfig::default() },
         log: config.log.clone(),
@@ -208,25 +212,31 @@ pub async fn run(config: UpConfig) -> Result<(), UpError> {
     Ok(())
 }
 
-/// Waits until every accepted reading and event is stored (acked off the in-process bus).
-async fn drain(bus: &MemoryBus) {
+/// Waits until every accepted reading and event is stored (acked off the bus), and the acks are
+/// on disk. What is not drained in time stays in `bus.db` for the next start.
+async fn drain(bus: &SqliteBus) {
     let started = Instant::now();
     let pending = || bus.depth(MONITORING_QUEUE) + bus.depth(DEVICE_EVENTS_QUEUE);
     let mut told = false;
     while pending() > 0 {
         if started.elapsed() > DRAIN_TIMEOUT {
             eprintln!(
-                "warning: {} messages were still on the bus after {}s and are lost",
+                "warning: {} messages were still on the bus after {}s; the next start stores them",
                 pending(),
                 DRAIN_TIMEOUT.as_secs()
             );
-            return;
+            break;
         }
         if !told && started.elapsed() > Duration::from_secs(1) {
             eprintln!("Storing {} readings still on the bus...", pending());
             told = true;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Err(err) = bus.flush().await {
+        eprintln!(
+            "warning: the bus file could not record the last acks ({err}); the next start delivers them again, harmlessly"
+        );
     }
 }
 

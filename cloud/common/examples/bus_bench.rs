@@ -1,10 +1,12 @@
-//! Publish throughput and latency of both bus adapters, side by side, with the message shape of
+//! Publish throughput and latency of the bus adapters, side by side, with the message shape of
 //! telemetry ingest (a batch of 100 readings x 10 metrics, ~25 KB of JSON) and a consumer that
 //! acks everything, so the numbers include the broker's confirm and the queue's turnover.
 //!
-//! Run (needs the test services for RabbitMQ):
+//! Run (needs the test services for RabbitMQ; the SQLite file goes to the temporary directory,
+//! which must be a real disk, not tmpfs, for the sync to cost what it costs):
 //!   eval "$(scripts/services.sh start)"
-//!   cargo run --release -p edgewatch-common --example bus_bench -- [MESSAGES] [CONCURRENCY]
+//!   cargo run --release -p edgewatch-common --features testkit --example bus_bench -- \
+//!     [MESSAGES] [CONCURRENCY] [memory,sqlite,sqlite-normal,amqp]
 
 use std::{
     sync::Arc,
@@ -12,7 +14,12 @@ use std::{
 };
 
 use edgewatch_common::{
-    bus::{Bus, Message, Topology, amqp::AmqpBus, memory::MemoryBus},
+    bus::{
+        Bus, Message, Topology,
+        amqp::AmqpBus,
+        memory::MemoryBus,
+        sqlite::{Durability, SqliteBus},
+    },
     testkit::services,
 };
 use edgewatch_protocol::{Batch, MONITORING_QUEUE};
@@ -102,12 +109,35 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let messages: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5_000);
     let concurrency: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(32);
+    let adapters = args.next().unwrap_or_else(|| "memory,sqlite,sqlite-normal,amqp".into());
     println!(
         "bus_bench: {messages} telemetry messages (100 readings x 10 metrics), {concurrency} concurrent publishers"
     );
-    let memory = Arc::new(MemoryBus::new(Topology::standard(), 1_000_000));
-    print("in-process (memory)", &run(memory, messages, concurrency).await);
-    let url = services::amqp_vhost().await;
-    let amqp = Arc::new(AmqpBus::connect(&url, Topology::standard()).await.expect("connect"));
-    print("RabbitMQ (confirms)", &run(amqp, messages, concurrency).await);
+    for adapter in adapters.split(',') {
+        let (name, bus): (&str, Arc<dyn Bus>) = match adapter {
+            "memory" => {
+                ("in-process (memory)", Arc::new(MemoryBus::new(Topology::standard(), 1_000_000)))
+            }
+            "sqlite" | "sqlite-normal" => {
+                let (name, durability) = if adapter == "sqlite" {
+                    ("SQLite, sync FULL", Durability::PowerCut)
+                } else {
+                    ("SQLite, sync NORMAL", Durability::ProcessCrash)
+                };
+                let url = services::sqlite_url("bus.db");
+                let path = url.trim_start_matches("sqlite://");
+                let bus = SqliteBus::open_with(path, Topology::standard(), 1_000_000, durability)
+                    .await
+                    .expect("open the bus file");
+                (name, Arc::new(bus))
+            }
+            "amqp" => {
+                let url = services::amqp_vhost().await;
+                let bus = AmqpBus::connect(&url, Topology::standard()).await.expect("connect");
+                ("RabbitMQ (confirms)", Arc::new(bus))
+            }
+            other => panic!("unknown adapter `{other}`: memory, sqlite, sqlite-normal or amqp"),
+        };
+        print(name, &run(bus, messages, concurrency).await);
+    }
 }
