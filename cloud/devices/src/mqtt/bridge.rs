@@ -2,6 +2,12 @@
 //! broker and hands each message to the same service calls as HTTP ([`Devices::ingest_mqtt`],
 //! [`Devices::report_status`]).
 //!
+//! With edgewatch's own broker, device telemetry does not come this way any more: the broker's
+//! front hands it to the service directly (in process, or over HTTP ingest) and acknowledges it
+//! only after the bus confirm (broker/README.md), so the telemetry subscription stays idle and
+//! this bridge carries status. The telemetry path here is for a third-party broker (Mosquitto,
+//! EMQX), which acknowledges a device's publish from memory before this bridge has it.
+//!
 //! Delivery: QoS 1 with manual acks on a persistent session (`clean_session = false`). A message
 //! is acked (PUBACK) only once it is safe — on the bus with a confirm — or refused for good
 //! (invalid, another device's batch, unknown device: acking stops it from looping). While the bus
