@@ -61,7 +61,9 @@ pub struct Enrolled {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Ingested {
     pub accepted: usize,
-    /// Always 0 here: readings are deduplicated by the telemetry store, which counts them.
+    /// Readings of this batch at or below the highest seq of the device already on the bus: a
+    /// batch sent again (its answer was lost) reports them. They are handed on all the same; the
+    /// telemetry store keeps each `(device, seq)` once.
     pub duplicates: usize,
 }
 
@@ -482,7 +484,27 @@ impl Devices {
         self.bus.publish(Message::telemetry(batch, request_id)).await?;
         metrics::counter!("edgewatch_devices_readings_accepted_total", "via" => via.label())
             .increment(batch.readings().len() as u64);
-        Ok(Ingested { accepted: batch.readings().len(), duplicates: 0 })
+        let duplicates = self.count_duplicates(batch).await;
+        if duplicates > 0 {
+            metrics::counter!("edgewatch_devices_readings_duplicate_total", "via" => via.label())
+                .increment(duplicates as u64);
+        }
+        Ok(Ingested { accepted: batch.readings().len(), duplicates })
+    }
+
+    /// Advances the device's handed-on watermark past `batch` (it is on the bus now) and counts
+    /// the readings the watermark already covered. The batch is accepted whatever happens here:
+    /// a registry that fails now only costs the count, reported as 0.
+    async fn count_duplicates(&self, batch: &Batch) -> usize {
+        let last = batch.readings().iter().map(|r| r.seq.get()).max().unwrap_or(0);
+        match self.repo.handed_on(batch.device_id(), last).await {
+            Ok(Some(before)) => batch.readings().iter().filter(|r| r.seq.get() <= before).count(),
+            Ok(None) => 0,
+            Err(err) => {
+                tracing::warn!(%err, device_id = %batch.device_id(), "Cannot record the handed-on seq; reporting no duplicates");
+                0
+            }
+        }
     }
 
     /// Whether `id` is an enrolled device (it has a secret, so the broker may have let it in).

@@ -155,6 +155,9 @@ pub trait DeviceRepository: Send + Sync + 'static {
         id: DeviceId,
         at: Timestamp,
     ) -> Result<Option<StatusChange>, RepoError>;
+    /// Records that the device's readings up to `seq` are on the bus; returns the highest seq
+    /// recorded before this call (0 for none), or `None` if the device is gone.
+    async fn handed_on(&self, id: DeviceId, seq: u64) -> Result<Option<u64>, RepoError>;
     /// Sets the status the device reported (online also counts as seen at `at`) and the config
     /// version it applied. The change, if the status changed.
     async fn set_status(

@@ -326,6 +326,20 @@ impl DeviceRepository for PostgresDevices {
         self.set_status(id, DeviceStatus::Online, at, None).await
     }
 
+    async fn handed_on(&self, id: DeviceId, seq: u64) -> Result<Option<u64>, RepoError> {
+        // Both columns are set from the row as it was, so this returns the old watermark.
+        let before: Option<i64> = sqlx::query_scalar(
+            "UPDATE devices SET handed_seq_before = handed_seq, \
+             handed_seq = GREATEST(handed_seq, $2) WHERE id = $1::uuid RETURNING handed_seq_before",
+        )
+        .bind(id.to_string())
+        .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(before.map(|seq| u64::try_from(seq).unwrap_or(0)))
+    }
+
     async fn set_status(
         &self,
         id: DeviceId,

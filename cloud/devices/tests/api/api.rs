@@ -188,6 +188,20 @@ async fn enrollment_ingest_and_credentials() {
             .await
             .unwrap()
             .unwrap();
+        // The same batch again (its 202 was lost), then one that overlaps it: the readings
+        // already received are reported, and handed on all the same.
+        for (seqs, duplicates) in [(&[1, 2][..], 2), (&[2, 3][..], 1)] {
+            let again = app.ingest(&id, &secret, &batch(&id, seqs)).await;
+            assert_eq!(
+                again.json::<Value>().await.unwrap(),
+                json!({"accepted": seqs.len(), "duplicates": duplicates})
+            );
+            let repeated = tokio::time::timeout(Duration::from_secs(10), app.telemetry.next())
+                .await
+                .unwrap()
+                .unwrap();
+            repeated.ack().await.unwrap();
+        }
         assert_eq!(delivery.message.routing_key, format!("telemetry.{id}"));
         assert_eq!(delivery.message.message_id.as_deref(), Some(format!("{id}:1").as_str()));
         assert_eq!(delivery.message.request_id.as_deref(), Some("ingest-test-1"));

@@ -157,6 +157,12 @@ async fn conformance(repo: Arc<dyn DeviceRepository>) {
         "first traffic: a status change"
     );
     assert_eq!(repo.mark_seen(barn.id, ts(1_795_651_350_000)).await.unwrap(), None);
+    // The handed-on watermark: each call answers the one before, and it never goes back.
+    assert_eq!(repo.handed_on(barn.id, 10).await.unwrap(), Some(0));
+    assert_eq!(repo.handed_on(barn.id, 4).await.unwrap(), Some(10));
+    assert_eq!(repo.handed_on(barn.id, 12).await.unwrap(), Some(10));
+    assert_eq!(repo.handed_on(barn.id, 12).await.unwrap(), Some(12));
+    assert_eq!(repo.handed_on(DeviceId::new(), 1).await.unwrap(), None);
     let seen = repo.get(barn.id).await.unwrap().unwrap().record;
     assert_eq!(
         (seen.status, seen.last_seen_at),
