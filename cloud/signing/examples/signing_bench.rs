@@ -43,7 +43,7 @@ fn report(name: &str, mut samples: Vec<Duration>, elapsed: Duration) {
 #[allow(clippy::print_stdout)]
 async fn main() {
     // Raw argon2id: what every login costs at least.
-    let hasher = Hasher::new().expect("hasher");
+    let hasher = Hasher::new(2).expect("hasher");
     let hash = hasher.hash(Password::parse("correct horse battery".into()).unwrap()).await.unwrap();
     let mut raw = Vec::new();
     let started = Instant::now();

@@ -33,6 +33,9 @@ pub struct SigningConfig {
     pub login_window_s: u64,
     /// Take the client address from `X-Forwarded-For` (only behind the nginx gateway).
     pub trust_forwarded_for: bool,
+    /// Password hashes computed at once, each on a thread of its own that keeps its 19 MiB
+    /// block; more wait their turn.
+    pub max_concurrent_hashes: usize,
 }
 
 impl Default for SigningConfig {
@@ -53,6 +56,7 @@ impl Default for SigningConfig {
             login_per_account: 10,
             login_window_s: 60,
             trust_forwarded_for: false,
+            max_concurrent_hashes: 2,
         }
     }
 }

@@ -61,7 +61,7 @@ pub async fn build(config: &SigningConfig) -> Result<(Router, Signing), StartErr
         users,
         cache,
         keys,
-        passwords::Hasher::new()?,
+        passwords::Hasher::new(config.max_concurrent_hashes)?,
         service::LoginLimits {
             per_ip: config.login_per_ip,
             per_account: config.login_per_account,
